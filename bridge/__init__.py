@@ -1,0 +1,1 @@
+"""The ONNX bridge: export (needs Keras, `bridge.export*`) and runtime (torch + onnxruntime only, `bridge.runtime*`)."""

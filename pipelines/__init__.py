@@ -1,0 +1,1 @@
+"""Runnable stage scripts: thin argparse front-ends over vae/, diffusion/ and bridge/."""

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+
+from runfs import RunPaths, atomic_dir, atomic_path, file_digest, read_json, write_json, write_npy
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no temporary left behind
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_dir_swaps_whole_folder(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as d:
+        (d / "w").write_text("1")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as d:
+            (d / "w").write_text("2")
+            raise KeyboardInterrupt
+    assert (target / "w").read_text() == "1"
+    with atomic_dir(target) as d:
+        (d / "w").write_text("3")
+    assert (target / "w").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_json_and_npy_round_trip(tmp_path):
+    write_json(tmp_path / "c.json", {"a": [1, 2], "b": "x"})
+    assert read_json(tmp_path / "c.json") == {"a": [1, 2], "b": "x"}
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    write_npy(tmp_path / "x.npy", arr)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), arr)
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json.*corrupt"):
+        read_json(tmp_path / "bad.json")
+
+
+def test_digest_changes_with_content_and_layout(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "a").write_bytes(b"1")
+    first = file_digest(d)
+    (d / "a").write_bytes(b"2")
+    assert file_digest(d) != first
+    assert RunPaths(tmp_path).latents == tmp_path / "latents"
+    assert json.loads(json.dumps(str(RunPaths("r").bridge))) == "r/bridge"

@@ -1,0 +1,1 @@
+"""Stage 1: the Keras 3 convolutional VAE (TensorFlow backend), its data sources, training and encoding."""
