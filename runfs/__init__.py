@@ -6,6 +6,7 @@ any moment leaves either the old file or the new one, never half of one.
 """
 
 from runfs.atomic import atomic_dir, atomic_path, read_json, write_json, write_npy
+from runfs.configs import ConfigMixin
 from runfs.layout import RunPaths, file_digest
 
-__all__ = ["atomic_dir", "atomic_path", "read_json", "write_json", "write_npy", "RunPaths", "file_digest"]
+__all__ = ["ConfigMixin", "atomic_dir", "atomic_path", "read_json", "write_json", "write_npy", "RunPaths", "file_digest"]

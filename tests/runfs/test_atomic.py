@@ -60,3 +60,21 @@ def test_digest_changes_with_content_and_layout(tmp_path):
     assert file_digest(d) != first
     assert RunPaths(tmp_path).latents == tmp_path / "latents"
     assert json.loads(json.dumps(str(RunPaths("r").bridge))) == "r/bridge"
+
+
+def test_config_mixin_round_trip_and_unknown_keys(tmp_path):
+    from dataclasses import dataclass
+
+    from runfs import ConfigMixin
+
+    @dataclass
+    class Cfg(ConfigMixin):
+        lr: float = 1e-4
+        name: str = "x"
+
+    cfg = Cfg(lr=2e-4)
+    cfg.save(tmp_path / "c.json")
+    assert Cfg.load(tmp_path / "c.json") == cfg
+    assert cfg.replace(name="y") == Cfg(lr=2e-4, name="y")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bogus'\].*valid keys are \['lr', 'name'\]"):
+        Cfg.from_dict({"lr": 1.0, "bogus": 2})
