@@ -1,0 +1,164 @@
+"""The exported VAE decoder under onnxruntime, fed from torch tensors (torch + onnxruntime + numpy only).
+
+Importing this module never imports TensorFlow or Keras: it is the decode step of the sampling path.
+On CUDA the latents are bound by IOBinding straight from the torch tensor's device memory into a pre-allocated
+torch output (no copy through host memory); on CPU numpy views share the tensors' memory.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# torch must be imported before onnxruntime (see bridge.providers)
+# isort: off
+import torch
+import onnxruntime as ort
+
+# isort: on
+
+from bridge.providers import CPU_EP, CUDA_EP, ProviderError, open_session, resolve_provider
+from bridge.spec import EXPORT_HINT, BridgeError, BridgeSpec, resolve_bridge_dir
+from runfs import file_digest
+
+
+class OnnxDecoder:
+    """Decode SCALED NCHW latents (the diffusion model's output as it is) to NHWC images with onnxruntime.
+
+    Attributes: `provider` (the execution provider really in use), `latent_shape` (z, h, w), `scale_factor`,
+    `image_size`, `channels`, `bound_from_device_memory` (True when the last decode bound the caller's CUDA
+    tensor by IOBinding, i.e. no copy through host memory).
+    """
+
+    def __init__(self, spec: BridgeSpec, session: ort.InferenceSession, decode_batch: int, device_id: int = 0):
+        if decode_batch < 1:
+            raise ValueError(f"decode_batch must be >= 1, got {decode_batch}")
+        self.spec = spec
+        self.session = session
+        self.decode_batch = decode_batch
+        self.device_id = device_id
+        self.provider: str = session.get_providers()[0]
+        self.latent_shape = spec.latent_shape
+        self.scale_factor = spec.scale_factor
+        self.image_size = spec.image_size
+        self.channels = spec.channels
+        self.bound_from_device_memory = False
+        _check_session(spec, session)
+
+    def _check_shape(self, latents: torch.Tensor) -> None:
+        if latents.ndim != 4 or tuple(latents.shape[1:]) != self.latent_shape:
+            raise ValueError(
+                f"latents of shape {tuple(latents.shape)} do not fit the decoder in {self.spec.folder}: expected "
+                f"(N, {', '.join(map(str, self.latent_shape))}) (NCHW, scaled), got {tuple(latents.shape)}. "
+                "The diffusion model and the bridge come from different VAEs, or the layout is NHWC."
+            )
+        if not latents.is_floating_point():
+            raise TypeError(f"latents must be a floating-point tensor, got {latents.dtype}")
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(N, z, h, w) scaled latents -> (N, S, S, C) float32 NHWC images (about [-1, 1]) on the latents' device."""
+        self._check_shape(latents)
+        on_cuda = self.provider == CUDA_EP
+        device = torch.device(f"cuda:{self.device_id}") if on_cuda else torch.device("cpu")
+        # A no-op (no copy) for a contiguous float32 tensor already on `device`: the usual case.
+        x = latents.detach().to(device=device, dtype=torch.float32).contiguous()
+        out = torch.empty((len(x), self.image_size, self.image_size, self.channels), dtype=torch.float32, device=device)
+        for start in range(0, len(x), self.decode_batch):
+            stop = min(start + self.decode_batch, len(x))
+            self._run_bound(x[start:stop], out[start:stop])  # dim-0 slices of contiguous tensors stay contiguous
+        self.bound_from_device_memory = on_cuda and latents.is_cuda
+        return out.to(latents.device)
+
+    def _run_bound(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """Run one micro-batch reading `x` and writing `out` in place, both bound by their raw pointers.
+
+        `x` and `out` are contiguous float32 tensors that outlive the run (the caller holds them), so the pointers
+        stay valid. On the CPU this is the zero-copy path (onnxruntime reads and writes the tensors' memory); on
+        CUDA no byte crosses host memory. onnxruntime runs on its own CUDA stream: torch's stream is synchronised
+        before (the producer's kernels must have finished writing x) and after (before torch reads out).
+        """
+        device_type = "cuda" if x.is_cuda else "cpu"
+        device_id = self.device_id if x.is_cuda else 0
+        binding = self.session.io_binding()
+        binding.bind_input(
+            name=self.spec.input_name, device_type=device_type, device_id=device_id, element_type=np.float32,
+            shape=tuple(x.shape), buffer_ptr=x.data_ptr(),
+        )
+        binding.bind_output(
+            name=self.spec.output_name, device_type=device_type, device_id=device_id, element_type=np.float32,
+            shape=tuple(out.shape), buffer_ptr=out.data_ptr(),
+        )
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+        self.session.run_with_iobinding(binding)
+        if x.is_cuda:
+            binding.synchronize_outputs()
+            torch.cuda.synchronize(x.device)
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxDecoder({self.spec.decoder_path}, provider={self.provider}, latent_shape={self.latent_shape}, "
+            f"scale_factor={self.scale_factor:g}, images={self.image_size}x{self.image_size}x{self.channels})"
+        )
+
+
+def _check_session(spec: BridgeSpec, session: ort.InferenceSession) -> None:
+    """bridge.json and the ONNX graph must agree on names and shapes (a file swapped in from another export)."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    got_in = [(i.name, list(i.shape[1:])) for i in inputs]
+    want_in = [(spec.input_name, list(spec.latent_shape))]
+    got_out = [o.name for o in outputs]
+    if got_in != want_in or got_out != [spec.output_name]:
+        raise BridgeError(
+            f"{spec.decoder_path} does not match {spec.folder / 'bridge.json'}: the graph has inputs {got_in} and "
+            f"outputs {got_out}, bridge.json promises {want_in} -> {[spec.output_name]}; {EXPORT_HINT}"
+        )
+
+
+def load_decoder(
+    bridge_or_run_dir: str | os.PathLike,
+    device: str = "auto",
+    decode_batch: int = 64,
+    intra_op_threads: int | None = None,
+) -> OnnxDecoder:
+    """Open DIR/bridge/decoder.onnx (or BRIDGE_DIR/decoder.onnx) on `device` ("auto", "cpu" or "cuda").
+
+    "auto" takes the CUDA provider when torch sees a GPU and onnxruntime has it, else the CPU; it falls back to the
+    CPU with a warning when the CUDA provider fails to load. "cuda" raises instead, saying what is missing.
+    """
+    spec = BridgeSpec.read(resolve_bridge_dir(bridge_or_run_dir))
+    path = spec.decoder_path
+    if not path.is_file():
+        raise BridgeError(f"{path} is missing (bridge.json is there, the decoder is not): {EXPORT_HINT}")
+    provider = resolve_provider(device)
+    device_id = torch.cuda.current_device() if provider == CUDA_EP else 0
+    try:
+        session = _open(path, provider, device_id, intra_op_threads)
+    except ProviderError as e:
+        if device != "auto" or provider == CPU_EP:
+            raise
+        warnings.warn(f"{e}; decoding on the CPU instead", RuntimeWarning, stacklevel=2)
+        provider, session = CPU_EP, _open(path, CPU_EP, 0, intra_op_threads)
+    # After opening: a truncated file gets the clearer "corrupt" message from _open.
+    if file_digest(path) != spec.decoder_digest:
+        raise BridgeError(
+            f"{path} does not match bridge.json (digest {file_digest(path)} != {spec.decoder_digest}): the file was "
+            f"changed or comes from another export; {EXPORT_HINT}"
+        )
+    return OnnxDecoder(spec, session, decode_batch, device_id)
+
+
+def _open(path: Path, provider: str, device_id: int, intra_op_threads: int | None) -> ort.InferenceSession:
+    try:
+        return open_session(path, provider, device_id, intra_op_threads)
+    except ProviderError:
+        raise
+    except Exception as e:  # onnxruntime's InvalidProtobuf / Fail / InvalidGraph for a damaged file
+        raise BridgeError(
+            f"{path} is not a loadable ONNX model ({type(e).__name__}: {str(e).strip()[:300]}): the file is "
+            f"corrupt or truncated; {EXPORT_HINT}"
+        ) from e
