@@ -1,0 +1,136 @@
+"""Timestep respacing: sample with a subset of a trained process's timesteps (as guided-diffusion's respace.py).
+
+A kept subset t_0 < ... < t_{K-1} defines a K-step process with betas 1 - alpha_bar[t_k] / alpha_bar[t_{k-1}],
+so its alpha_bar values are exactly the original ones at the kept steps. The model keeps seeing the ORIGINAL
+timesteps (optionally rescaled to 0..1000): every model and cond_fn call goes through `_WrappedModel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from diffusion.gaussian_diffusion import GaussianDiffusion
+
+
+def _ddim_steps(num_timesteps: int, desired_count: int) -> set[int]:
+    # The reference's quirk: the smallest integer stride giving exactly N steps, starting at 0, so T-1 is never
+    # kept unless the stride is 1 (ddim50 of 1000 is 0, 20, ..., 980).
+    for stride in range(1, num_timesteps):
+        if len(range(0, num_timesteps, stride)) == desired_count:
+            return set(range(0, num_timesteps, stride))
+    raise ValueError(f"cannot create exactly {desired_count} steps out of {num_timesteps} with an integer stride")
+
+
+def _trailing_steps(num_timesteps: int, desired_count: int) -> set[int]:
+    # "Common Diffusion Noise Schedules and Sample Steps Are Flawed" (Lin et al. 2024, Table 2, trailing):
+    # count down from T in float strides of T/N, so T-1 (the noisiest step, where sampling starts) is kept.
+    if not 1 <= desired_count <= num_timesteps:
+        raise ValueError(f"trailing{desired_count}: need 1 <= N <= {num_timesteps} steps")
+    # Computed as T - k T/N (not np.arange(T, 0, -T/N)): arange can yield an extra near-zero entry from rounding.
+    steps = np.round(num_timesteps - np.arange(desired_count) * (num_timesteps / desired_count)).astype(np.int64) - 1
+    return {int(s) for s in steps}
+
+
+def _sections(num_timesteps: int, section_counts: list[int]) -> set[int]:
+    # Split [0, T) into len(section_counts) equal sections (the first T % len get one more step) and take
+    # section_count steps in each with a float stride and Python's round (banker's rounding: the reference's).
+    size_per, extra = divmod(num_timesteps, len(section_counts))
+    start_idx = 0
+    all_steps: list[int] = []
+    for i, section_count in enumerate(section_counts):
+        size = size_per + (1 if i < extra else 0)
+        if section_count < 1 or size < section_count:
+            raise ValueError(f"cannot divide a section of {size} steps into {section_count}")
+        frac_stride = 1 if section_count <= 1 else (size - 1) / (section_count - 1)
+        cur_idx = 0.0
+        for _ in range(section_count):
+            all_steps.append(start_idx + round(cur_idx))
+            cur_idx += frac_stride
+        start_idx += size
+    return set(all_steps)
+
+
+def space_timesteps(num_timesteps: int, section_counts: str | Iterable[int]) -> set[int]:
+    """Timesteps of a T-step process to keep: "250", "10,10,10" (per equal section), "ddimN", "trailingN"."""
+    if isinstance(section_counts, str):
+        spec = section_counts.strip()
+        for prefix, rule in (("ddim", _ddim_steps), ("trailing", _trailing_steps)):
+            if spec.startswith(prefix):
+                count = spec[len(prefix):]
+                if not count.isdigit():
+                    raise ValueError(f"{section_counts!r}: expected {prefix}N with an integer N, e.g. {prefix}50")
+                return rule(num_timesteps, int(count))
+        try:
+            counts = [int(part) for part in spec.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"cannot parse timestep respacing {section_counts!r}; use e.g. '250', '10,10,10', 'ddim50' or "
+                "'trailing25'"
+            ) from None
+        return _sections(num_timesteps, counts)
+    return _sections(num_timesteps, [int(c) for c in section_counts])
+
+
+class _WrappedModel:
+    """Calls model(x, timestep_map[t] (rescaled to 0..1000 if asked), **kwargs): spaced index -> original step."""
+
+    def __init__(self, model: Any, timestep_map: list[int], rescale_timesteps: bool, original_num_steps: int):
+        self.model = model
+        self.timestep_map = timestep_map
+        self.rescale_timesteps = rescale_timesteps
+        self.original_num_steps = original_num_steps
+
+    def __call__(self, x: Tensor, ts: Tensor, **kwargs: Any) -> Tensor:
+        map_tensor = torch.tensor(self.timestep_map, device=ts.device, dtype=ts.dtype)
+        new_ts = map_tensor[ts]
+        if self.rescale_timesteps:
+            new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
+        return self.model(x, new_ts, **kwargs)
+
+
+class SpacedDiffusion(GaussianDiffusion):
+    """A GaussianDiffusion over the kept timesteps `use_timesteps` of the process that `kwargs` describe.
+
+    timestep_map[k] is the original timestep of spaced index k. Models and cond_fns receive original timesteps.
+    """
+
+    def __init__(self, use_timesteps: Iterable[int], **kwargs: Any) -> None:
+        self.use_timesteps = set(use_timesteps)
+        self.original_num_steps = len(kwargs["betas"])
+        outside = sorted(t for t in self.use_timesteps if not 0 <= t < self.original_num_steps)
+        if outside or not self.use_timesteps:
+            raise ValueError(
+                f"use_timesteps must be a non-empty subset of 0..{self.original_num_steps - 1}; got out of range "
+                f"{outside[:5]}"
+            )
+        base = GaussianDiffusion(**kwargs)
+        self.timestep_map: list[int] = sorted(self.use_timesteps)
+        kept = base.alphas_cumprod[self.timestep_map]
+        # beta_k = 1 - alpha_bar[t_k] / alpha_bar[t_{k-1}] with alpha_bar before the first kept step = 1.
+        kwargs["betas"] = 1.0 - kept / np.append(1.0, kept[:-1])
+        super().__init__(**kwargs)
+
+    def _wrap_model(self, model: Any) -> _WrappedModel:
+        if isinstance(model, _WrappedModel):
+            return model
+        return _WrappedModel(model, self.timestep_map, self.rescale_timesteps, self.original_num_steps)
+
+    def p_mean_variance(self, model: Any, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        return super().p_mean_variance(self._wrap_model(model), *args, **kwargs)
+
+    def training_losses(self, model: Any, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        return super().training_losses(self._wrap_model(model), *args, **kwargs)
+
+    def condition_mean(self, cond_fn: Any, *args: Any, **kwargs: Any) -> Tensor:
+        return super().condition_mean(self._wrap_model(cond_fn), *args, **kwargs)
+
+    def condition_score(self, cond_fn: Any, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        return super().condition_score(self._wrap_model(cond_fn), *args, **kwargs)
+
+    def _scale_timesteps(self, t: Tensor) -> Tensor:
+        return t  # the wrapped model maps (and rescales) the timesteps
