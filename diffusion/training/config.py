@@ -1,0 +1,91 @@
+"""`TrainConfig`: the reference's training flags (same names) plus our additions, and named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runfs import ConfigMixin
+
+
+@dataclass
+class TrainConfig(ConfigMixin):
+    """Training options. `batch_size` is the global batch (split over DDP ranks, then into microbatches)."""
+
+    batch_size: int = 128
+    microbatch: int = -1  # -1: no microbatching (the reference's convention)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    ema_rate: str = "0.9999"  # comma list, one EMA copy per rate
+    lr_anneal_steps: int = 0  # linear decay to 0 over this many steps, then stop (0: constant lr)
+    save_interval: int = 10000
+    log_interval: int = 10
+    schedule_sampler: str = "uniform"  # or "loss-second-moment"
+    # Ours:
+    max_steps: int = 0  # stop after this many steps even without annealing (0: no limit)
+    ema_warmup: bool = False  # effective rate min(rate, (1 + step) / (10 + step))
+    grad_clip: float = 0.0  # max global gradient norm (0: off)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    cfg_dropout: float = 0.0  # share of labels replaced by the null class (classifier-free guidance)
+    seed: int = 0
+    keep: int = 3  # how many checkpoint folders to keep
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
+        if self.microbatch == 0 or self.microbatch < -1:
+            problems.append(f"microbatch must be -1 (off) or >= 1 (got {self.microbatch})")
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision must be 'fp32' or 'bf16' (got {self.precision!r})")
+        if not 0.0 <= self.cfg_dropout < 1.0:
+            problems.append(f"cfg_dropout must be in [0, 1) (got {self.cfg_dropout})")
+        if self.keep < 1:
+            problems.append(f"keep must be >= 1 (got {self.keep})")
+        if self.save_interval < 1 or self.log_interval < 1:
+            problems.append("save_interval and log_interval must be >= 1")
+        try:
+            rates = self.ema_rates
+        except ValueError:
+            rates = []
+            problems.append(f"ema_rate must be a comma list of numbers in (0, 1) (got {self.ema_rate!r})")
+        if any(not 0.0 < r < 1.0 for r in rates):
+            problems.append(f"ema_rate values must lie in (0, 1) (got {self.ema_rate!r})")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    @property
+    def ema_rates(self) -> list[float]:
+        return [float(r) for r in self.ema_rate.split(",") if r.strip()]
+
+    @property
+    def total_steps(self) -> int:
+        """Steps this run will take in all (0: unbounded)."""
+        bounds = [s for s in (self.max_steps, self.lr_anneal_steps) if s > 0]
+        return min(bounds) if bounds else 0
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # 8x8x4 Fashion-MNIST latents on a 2-core CPU: about 15 minutes (see docs/benchmarks.md).
+    "fmnist-latent": TrainConfig(
+        batch_size=128, lr=3e-4, weight_decay=0.0, ema_rate="0.999", max_steps=6000, save_interval=1000,
+        log_interval=50, ema_warmup=True, grad_clip=1.0, cfg_dropout=0.1,
+    ),
+    "fmnist-pixel": TrainConfig(
+        batch_size=128, lr=3e-4, ema_rate="0.999", max_steps=6000, save_interval=1000, log_interval=50,
+        ema_warmup=True, grad_clip=1.0, cfg_dropout=0.1,
+    ),
+}
+
+
+@dataclass
+class ClassifierConfig(ConfigMixin):
+    """The noisy-input classifier (`EncoderUNetModel`) for classifier guidance: the reference's classifier flags;
+    image_size, in_channels and num_classes are set from the data."""
+
+    classifier_width: int = 64
+    classifier_depth: int = 2
+    classifier_attention_resolutions: str = "4"
+    classifier_use_scale_shift_norm: bool = True
+    classifier_resblock_updown: bool = True
+    classifier_pool: str = "attention"
+    channel_mult: str = "1,2"
