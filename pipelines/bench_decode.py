@@ -1,0 +1,119 @@
+"""Benchmark: VAE decode throughput, onnxruntime (bridge.runtime) vs Keras `predict`, at one batch size on the CPU.
+
+Uses the run's trained VAE and bridge when --run names one with vae/ (exporting to a temporary folder if it has no
+bridge/ yet); otherwise a decoder built with vae/'s builders at --preset (random weights: throughput does not
+depend on the weights). Prints images per second for each engine and the ratio, measured in one process.
+
+Example:  flock /tmp/ldm-heavy.lock python pipelines/bench_decode.py --run runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", type=Path, default=Path("runs/demo"), help="run folder with a trained VAE (if present)")
+    p.add_argument("--preset", default="fashion_mnist", help="vae/ preset to build when the run has no VAE")
+    p.add_argument("--batch", type=int, default=64, help="batch size of both engines")
+    p.add_argument("--batches", type=int, default=8, help="batches per timed repeat")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
+    p.add_argument("--profile", action="store_true", help="also time onnxruntime thread counts and optimisation levels")
+    return p.parse_args(argv)
+
+
+def images_per_second(fn: Callable[[], object], images: int, repeats: int) -> float:
+    fn()  # warm-up: graph tracing, session arena allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return images / statistics.median(times)
+
+
+def bridge_for(args: argparse.Namespace, workdir: Path):
+    """(keras decoder, bridge folder, where the weights came from)."""
+    from bridge.export import export_bridge
+    from runfs import RunPaths
+
+    run = RunPaths(args.run)
+    if (run.vae / "model").is_dir() or (run.vae / "checkpoint").is_dir():
+        from vae.model import load_vae
+
+        cfg, encoder, decoder = load_vae(run.vae)
+        source = f"trained VAE of {run.root}"
+        if (run.bridge / "bridge.json").is_file():
+            return decoder, run.bridge, source
+    else:
+        from vae.config import preset
+        from vae.model import build_decoder, build_encoder
+
+        cfg = preset(args.preset)
+        encoder, decoder = build_encoder(cfg), build_decoder(cfg)
+        source = f"untrained vae/ preset {args.preset!r} (no VAE in {run.root})"
+    latents = np.random.default_rng(0).standard_normal((16, cfg.z_channels, cfg.latent_size, cfg.latent_size))
+    export_bridge(encoder, decoder, workdir / "bridge", scale_factor=1.0, real_latents=latents.astype(np.float32),
+                  image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint="bench", num_random=16)
+    return decoder, workdir / "bridge", source
+
+
+def profile(path: Path, scaled: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
+    """Plain onnxruntime sessions at each intra-op thread count and optimisation level (what limits the speed-up)."""
+    import onnxruntime as ort
+
+    levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    figures = {}
+    for threads in (1, 2):
+        for name, level in levels.items():
+            options = ort.SessionOptions()
+            options.graph_optimization_level, options.intra_op_num_threads = level, threads
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+            def run(session=session) -> None:
+                for i in range(0, len(scaled), args.batch):
+                    session.run(None, {"latents": scaled[i : i + args.batch]})
+
+            figures[f"ort_session_threads{threads}_opt_{name}"] = images_per_second(run, len(scaled), args.repeats)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    import torch
+
+    from bridge.runtime import load_decoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_decoder, bridge_dir, source = bridge_for(args, Path(tmp))
+        onnx_decoder = load_decoder(bridge_dir, device="cpu", decode_batch=args.batch)
+        n = args.batch * args.batches
+        scaled = torch.randn((n, *onnx_decoder.latent_shape), generator=torch.Generator().manual_seed(0))
+        nhwc = np.ascontiguousarray((scaled.numpy() / onnx_decoder.scale_factor).transpose(0, 2, 3, 1))
+        figures = {
+            "keras_predict": images_per_second(lambda: keras_decoder.predict(nhwc, batch_size=args.batch, verbose=0),
+                                               n, args.repeats),
+            "onnxruntime": images_per_second(lambda: onnx_decoder.decode(scaled), n, args.repeats),
+        }
+        if args.profile:
+            figures.update(profile(onnx_decoder.spec.decoder_path, scaled.numpy(), args))
+    print(f"decoder: {source}; latents {onnx_decoder.latent_shape} -> images "
+          f"{onnx_decoder.image_size}x{onnx_decoder.image_size}x{onnx_decoder.channels}")
+    print(f"batch {args.batch}, {n} images per repeat, median of {args.repeats}; "
+          f"torch threads {torch.get_num_threads()}, onnxruntime intra-op threads = physical cores")
+    for name, value in figures.items():
+        print(f"  {name:32s} {value:9.1f} images/s")
+    print(f"onnxruntime / keras predict: {figures['onnxruntime'] / figures['keras_predict']:.2f}x")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
