@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -11,6 +12,19 @@ T = TypeVar("T")
 
 def make_parser(doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
+    """The flags every stage-2 training script shares (data source, device, progress)."""
+    # --run-dir: under torchrun, `--run` is an ambiguous prefix of torchrun's own --run-path.
+    parser.add_argument("--run", "--run-dir", dest="run", required=True,
+                        help=f"run folder (reads DIR/latents, writes DIR/{writes}); under torchrun write --run-dir")
+    parser.add_argument("--pixels", action="store_true",
+                        help=f"train on images instead of latents (the pixel-space baseline); writes DIR/pixel_{writes}")
+    parser.add_argument("--data", default="fashion_mnist", help="with --pixels: fashion_mnist or an image folder")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
@@ -38,3 +52,26 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 def apply_args(base: T, args: argparse.Namespace) -> T:
     """`base` (a preset) with the user's flags for its fields applied."""
     return dataclasses.replace(base, **given(args, type(base)))  # type: ignore[type-var]
+
+
+def run_training(build) -> int:
+    """Build a training session with `build()`, run it, and turn the user's errors into messages and exit codes
+    (2: bad input, 3: diverged); DDP process groups are always torn down."""
+    from diffusion.training import TrainingDiverged
+    from diffusion.training.distributed import cleanup_distributed
+
+    try:
+        session = build()
+        last = session.loop.run()
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup_distributed()
+    if session.dist.is_main:
+        state = "interrupted; rerun the same command to continue" if session.loop.stop_requested else "done"
+        print(f"{state}: step {session.loop.step}, checkpoint {last}")
+    return 0

@@ -4,7 +4,8 @@ Reads DIR/latents/ (every step draws fresh latents from the stored posterior, me
 stored scale factor) and writes checkpoint folders DIR/diffusion/step_NNNNNNN/ (config.json, model.safetensors,
 ema_RATE.safetensors, optimizer and RNG state, meta.json) and DIR/diffusion/log.csv (loss per quarter of the
 timestep range). Rerunning the same command resumes from the newest complete checkpoint; Ctrl-C saves and exits.
-Data-parallel: torchrun --nproc_per_node N pipelines/train_diffusion.py --run DIR ...
+Data-parallel: torchrun --nproc_per_node N pipelines/train_diffusion.py --run-dir DIR ... (torchrun takes
+`--run` for its own --run-path, hence the --run-dir spelling).
 Torch only: this process never imports TensorFlow.
 """
 
@@ -13,28 +14,21 @@ from __future__ import annotations
 import sys
 
 from diffusion.config import PRESETS, DiffusionConfig, UNetConfig
-from diffusion.training import TRAIN_PRESETS, TrainConfig, TrainingDiverged
-from diffusion.training.distributed import cleanup_distributed
+from diffusion.training import TRAIN_PRESETS, TrainConfig
 from diffusion.training.session import build_training
-from pipelines.cli import add_config_args, apply_args, make_parser
+from pipelines.cli import add_config_args, add_training_args, apply_args, make_parser, run_training
 from pipelines.train_data import load_train_data
 from runfs import RunPaths
 
 
 def parse_args(argv: list[str] | None = None):
     parser = make_parser(__doc__)
-    parser.add_argument("--run", required=True, help="run folder (reads DIR/latents, writes DIR/diffusion)")
+    add_training_args(parser, "diffusion")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
                         help="model/diffusion/training preset (default: fmnist-latent, or fmnist-pixel with --pixels)")
-    parser.add_argument("--pixels", action="store_true",
-                        help="train on images instead of latents (pixel-space baseline); writes DIR/pixel_diffusion")
-    parser.add_argument("--data", default="fashion_mnist", help="with --pixels: fashion_mnist or an image folder")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--resume", action="store_true",
                         help="insist on a checkpoint to continue from (rerunning the same command resumes anyway)")
     parser.add_argument("--tensorboard", action="store_true", help="also log to DIR/diffusion/tb (needs tensorboard)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(parser, UNetConfig, "model (guided-diffusion flag names)")
     add_config_args(parser, DiffusionConfig, "diffusion process")
     add_config_args(parser, TrainConfig, "training")
@@ -46,26 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     preset = args.preset or ("fmnist-pixel" if args.pixels else "fmnist-latent")
     unet_base, diff_base = PRESETS[preset]
     run = RunPaths(args.run)
-    try:
+
+    def build():
         data = load_train_data(run, pixels=args.pixels, source=args.data, limit=args.limit)
-        session = build_training(
+        return build_training(
             "diffusion", out_dir=run.root / "pixel_diffusion" if args.pixels else run.diffusion, data=data,
             unet=apply_args(unet_base, args), diffusion=apply_args(diff_base, args),
             train=apply_args(TRAIN_PRESETS.get(preset, TrainConfig()), args), device=args.device,
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
-        last = session.loop.run()
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup_distributed()
-    if session.dist.is_main:
-        state = "interrupted; rerun the same command to continue" if session.loop.stop_requested else "done"
-        print(f"{state}: step {session.loop.step}, checkpoint {last}")
-    return 0
+
+    return run_training(build)
 
 
 if __name__ == "__main__":

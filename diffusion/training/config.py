@@ -89,3 +89,8 @@ class ClassifierConfig(ConfigMixin):
     classifier_resblock_updown: bool = True
     classifier_pool: str = "attention"
     channel_mult: str = "1,2"
+
+
+# The noisy-input classifier on Fashion-MNIST latents (the reference trains its classifiers with AdamW, wd 0.05).
+CLASSIFIER_TRAIN_PRESET = TrainConfig(batch_size=128, lr=3e-4, weight_decay=0.05, ema_rate="0.999", max_steps=1500,
+                                      save_interval=500, log_interval=50, ema_warmup=True, grad_clip=1.0)
