@@ -20,7 +20,7 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
     parser.add_argument("--run", "--run-dir", dest="run", required=True,
                         help=f"run folder (reads DIR/latents, writes DIR/{writes}); under torchrun write --run-dir")
     parser.add_argument("--pixels", action="store_true",
-                        help=f"train on images instead of latents (the pixel-space baseline); writes DIR/pixel_{writes}")
+                        help=f"train on images instead of latents (pixel-space baseline); writes DIR/pixel_{writes}")
     parser.add_argument("--data", default="fashion_mnist", help="with --pixels: fashion_mnist or an image folder")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
