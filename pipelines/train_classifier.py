@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     run = RunPaths(args.run)
 
     def build():
-        data = load_train_data(run, pixels=args.pixels, source=args.data, limit=args.limit)
+        size, channels = PRESETS["fmnist-pixel"][0].image_size, PRESETS["fmnist-pixel"][0].in_channels
+        data = load_train_data(run, args.pixels, args.data, args.limit, size, channels)
         return build_training(
             "classifier", out_dir=run.root / "pixel_classifier" if args.pixels else run.classifier, data=data,
             unet=PRESETS[args.preset][0], diffusion=apply_args(PRESETS[args.preset][1], args),

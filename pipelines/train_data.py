@@ -6,23 +6,20 @@ from diffusion.training import LatentData, PixelData, TrainData
 from runfs import RunPaths
 
 
-def load_train_data(run: RunPaths, pixels: bool = False, source: str = "fashion_mnist",
-                    limit: int | None = None) -> TrainData:
+def load_train_data(run: RunPaths, pixels: bool = False, source: str = "fashion_mnist", limit: int | None = None,
+                    image_size: int = 32, channels: int = 1) -> TrainData:
     """DIR/latents (train split), or the image source's training images as PixelData; the first `limit` only."""
+    if limit is not None and limit < 2:
+        raise ValueError(f"--limit must be at least 2, got {limit}")
     if pixels:
-        from vae.sources import load_train_arrays  # numpy + pillow only: keeps TensorFlow out of this process
+        # vae.data reads IDX files and folders with numpy + pillow: no TensorFlow enters this process.
+        from vae.data import load_dataset, to_float
 
-        arrays = load_train_arrays(source, limit=limit)
-        return PixelData.from_arrays(arrays.images, arrays.labels, arrays.num_classes,
-                                     meta={"data": source, "class_names": arrays.class_names})
+        ds = load_dataset(source, image_size=image_size, channels=channels, limit=limit)
+        return PixelData.from_arrays(to_float(ds.train_images), ds.train_labels, ds.num_classes,
+                                     meta={"data": source, "class_names": ds.class_names})
     data = LatentData.from_run(run.latents)
     if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be >= 1 (got {limit})")
-        keep = slice(0, limit)
-        data.mean, data.std = data.mean[keep], data.std[keep]
-        data.labels = None if data.labels is None else data.labels[keep]
+        data.mean, data.std = data.mean[:limit], data.std[:limit]
+        data.labels = None if data.labels is None else data.labels[:limit]
     return data
-
-
-

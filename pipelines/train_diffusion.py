@@ -42,10 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     run = RunPaths(args.run)
 
     def build():
-        data = load_train_data(run, pixels=args.pixels, source=args.data, limit=args.limit)
+        unet = apply_args(unet_base, args)
+        data = load_train_data(run, args.pixels, args.data, args.limit, unet.image_size, unet.in_channels)
         return build_training(
             "diffusion", out_dir=run.root / "pixel_diffusion" if args.pixels else run.diffusion, data=data,
-            unet=apply_args(unet_base, args), diffusion=apply_args(diff_base, args),
+            unet=unet, diffusion=apply_args(diff_base, args),
             train=apply_args(TRAIN_PRESETS.get(preset, TrainConfig()), args), device=args.device,
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
 
