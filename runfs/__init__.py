@@ -9,4 +9,6 @@ from runfs.atomic import atomic_dir, atomic_path, read_json, write_json, write_n
 from runfs.configs import ConfigMixin
 from runfs.layout import RunPaths, file_digest
 
-__all__ = ["ConfigMixin", "atomic_dir", "atomic_path", "read_json", "write_json", "write_npy", "RunPaths", "file_digest"]
+__all__ = [
+    "ConfigMixin", "atomic_dir", "atomic_path", "read_json", "write_json", "write_npy", "RunPaths", "file_digest",
+]

@@ -45,3 +45,44 @@ def tiny():
 def latents_run(tmp_path):
     write_latents(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_run(tmp_path_factory):
+    """A complete run folder made by the project's own code at toy size: a tiny VAE (16x16x1 -> 4x4x4),
+    encoded labelled latents, the exported ONNX bridge, and a 2-step class-conditional diffusion checkpoint."""
+    from diffusion.training import LatentData, TrainConfig
+    from diffusion.training.session import build_training
+    from pipelines.export import main as export_main
+    from runfs import RunPaths, write_npy
+    from vae.config import preset
+    from vae.model import build_decoder, build_encoder, save_models
+
+    cfg = preset("tiny")
+    run = RunPaths(tmp_path_factory.mktemp("runs") / "tiny")
+    model_dir = run.vae / "model"
+    model_dir.mkdir(parents=True)
+    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
+    save_models(model_dir, encoder, decoder)
+    write_json(model_dir / "config.json", cfg.to_dict())
+    rng = np.random.default_rng(0)
+    moments = {}
+    for split, n in (("train", 32), ("val", 16)):
+        images = rng.uniform(-1, 1, (n, cfg.image_size, cfg.image_size, cfg.channels)).astype(np.float32)
+        mean, logvar = encoder.predict(images, verbose=0)
+        moments[split] = [np.ascontiguousarray(a.transpose(0, 3, 1, 2), dtype=np.float32) for a in (mean, logvar)]
+        write_npy(run.latents / f"{split}_mean.npy", moments[split][0])
+        write_npy(run.latents / f"{split}_logvar.npy", moments[split][1])
+        write_npy(run.latents / f"{split}_labels.npy", rng.integers(0, 3, n).astype(np.int64))
+    shape = list(moments["train"][0].shape[1:])
+    write_json(run.latents / "meta.json", {
+        "layout": "NCHW", "latent_shape": shape, "scale_factor": float(1.0 / moments["train"][0].std()),
+        "num_classes": 3, "class_names": ["a", "b", "c"], "image_size": cfg.image_size, "channels": cfg.channels,
+        "counts": {"train": 32, "val": 16}, "vae_checkpoint": "tiny", "data": "synthetic"})
+    export_main(["--run", str(run.root), "--num-real", "8", "--num-random", "8", "--batch", "8"])
+    unet = TINY_UNET.replace(image_size=shape[1], in_channels=shape[0], attention_resolutions="2")
+    session = build_training("diffusion", out_dir=run.diffusion, data=LatentData.from_run(run.latents), unet=unet,
+                             diffusion=TINY_DIFFUSION, device="cpu", progress=False,
+                             train=TrainConfig(batch_size=8, max_steps=2, cfg_dropout=0.25, ema_rate="0.9"))
+    session.loop.run()
+    return run.root

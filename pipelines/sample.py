@@ -1,0 +1,129 @@
+"""Sample images: noise -> respaced denoising (torch) -> decode (onnxruntime). No TensorFlow in this process.
+
+`python pipelines/sample.py --run DIR` needs no other flag: it loads the newest checkpoint in DIR/diffusion (EMA
+weights), the ONNX decoder in DIR/bridge, and writes DIR/samples/grid.png (one row per class for a
+class-conditional model), samples_NxHxWxC.npz (arr_0 uint8 NHWC, arr_1 labels; guided-diffusion's evaluator
+format) and info.json (settings, timings, execution provider). Same --seed, same images.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from diffusion.sampling import (
+    DEFAULT_RESPACING,
+    classifier_guidance,
+    generate,
+    load_classifier_checkpoint,
+    load_diffusion_checkpoint,
+    make_labels,
+)
+from diffusion.training.distributed import pick_device
+from pipelines.cli import make_parser
+from pipelines.sample_output import save_samples
+from runfs import RunPaths
+
+
+def parse_args(argv: list[str] | None = None):
+    p = make_parser(__doc__)
+    p.add_argument("--run", required=True, help="run folder (DIR/diffusion, DIR/bridge)")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: newest in DIR/diffusion)")
+    p.add_argument("--num-samples", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--sampler", default="ddim", choices=sorted(DEFAULT_RESPACING))
+    p.add_argument("--timestep-respacing", default=None,
+                   help="e.g. ddim50, 250, 10,10,10, trailing20 (default: ddim50 / 1000 steps for ddpm / "
+                        "trailing20 for dpmpp)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0: deterministic)")
+    p.add_argument("--class-label", type=int, default=None, help="sample this class only")
+    p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance scale (1: none; default 2 for models with a null class, else 1)")
+    p.add_argument("--classifier-scale", type=float, default=0.0,
+                   help="classifier guidance with the classifier in DIR/classifier (0: off)")
+    p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (the U-Net and the decoder)")
+    p.add_argument("--decode-batch", type=int, default=64, help="decoder micro-batch (bounds memory)")
+    p.add_argument("--pixels", action="store_true", help="a pixel-space model (DIR/pixel_diffusion), no decoder")
+    p.add_argument("--out", default=None, help="output folder (default: DIR/samples)")
+    p.add_argument("--save-pngs", action="store_true", help="also write one PNG per sample")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run, started = RunPaths(args.run), time.perf_counter()
+    try:
+        device = pick_device(args.device)
+        root = run.root / "pixel_diffusion" if args.pixels else run.diffusion
+        loaded = load_diffusion_checkpoint(args.checkpoint or root, ema=args.ema, device=device)
+        unet = loaded.unet
+        decoder = None
+        if not args.pixels:
+            from bridge.runtime import load_decoder  # torch + onnxruntime only
+
+            decoder = load_decoder(run.root, device=args.device, decode_batch=args.decode_batch)
+            expected = (unet.in_channels, unet.image_size, unet.image_size)
+            if tuple(decoder.latent_shape) != expected:
+                raise ValueError(f"{run.bridge}/bridge.json decodes latents of shape {tuple(decoder.latent_shape)} "
+                                 f"but {loaded.path} samples {expected}: the diffusion model was trained on other "
+                                 "latents; re-export the bridge of the VAE that made them, or pick the right --run")
+        classes = [int(c) for c in args.classes.split(",")] if args.classes else None
+        labels = make_labels(args.num_samples, unet, args.class_label, classes)
+        guidance = args.guidance_scale if args.guidance_scale is not None else (2.0 if unet.null_class else 1.0)
+        cond_fn = None
+        if args.classifier_scale:
+            classifier = load_classifier_checkpoint(run.root / ("pixel_classifier" if args.pixels else "classifier"),
+                                                    device)
+            cond_fn = classifier_guidance(classifier, args.classifier_scale, unet)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ready = time.perf_counter()
+    chunks, label_chunks, unet_s, decode_s = [], [], 0.0, 0.0
+    batches = generate(loaded, num_samples=args.num_samples, batch_size=args.batch_size, sampler=args.sampler,
+                       timestep_respacing=args.timestep_respacing, eta=args.eta, labels=labels,
+                       guidance_scale=guidance, cond_fn=cond_fn, clip_denoised=args.pixels, seed=args.seed,
+                       device=device, progress=not args.no_progress)
+    tick = time.perf_counter()
+    for x, y in batches:
+        _sync(device)
+        unet_s += time.perf_counter() - tick
+        tick = time.perf_counter()
+        images = decoder.decode(x) if decoder is not None else x.permute(0, 2, 3, 1)  # NHWC in [-1, 1]
+        _sync(device)
+        decode_s += time.perf_counter() - tick
+        chunks.append(images.float().cpu().numpy())
+        label_chunks.append(None if y is None else y.cpu().numpy())
+        tick = time.perf_counter()
+    images = np.concatenate(chunks)
+    labels_np = None if labels is None else np.concatenate(label_chunks)
+    info = {"checkpoint": str(loaded.path), "weights": loaded.weights, "sampler": args.sampler,
+            "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler], "eta": args.eta,
+            "guidance_scale": guidance, "classifier_scale": args.classifier_scale, "seed": args.seed,
+            "device": str(device), "decoder_provider": getattr(decoder, "provider", None),
+            "decode_bound_from_device_memory": getattr(decoder, "bound_from_device_memory", None),
+            "seconds": {"startup": ready - started, "unet": unet_s, "decode": decode_s,
+                        "sampling_total": unet_s + decode_s}}
+    out = save_samples(args.out or run.samples, images, labels_np, info, unet.num_classes if labels is not None
+                       else None, args.save_pngs)
+    s = info["seconds"]
+    print(f"{len(images)} samples in {s['sampling_total']:.2f} s after {s['startup']:.2f} s start-up "
+          f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or str(device)}) "
+          f"-> {out}")
+    return 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""What sample.py writes: grid.png, samples_NxHxWxC.npz (the reference evaluator's format), PNGs, info.json."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runfs import atomic_dir, atomic_path, write_json
+from runfs.images import grid, save_png, to_uint8
+
+
+def save_samples(out: str | os.PathLike, images: np.ndarray, labels: np.ndarray | None, info: dict[str, Any],
+                 num_classes: int | None, save_pngs: bool = False) -> Path:
+    """images: float (N, H, W, C) in [-1, 1]. Every file is written atomically."""
+    out = Path(out)
+    pixels = to_uint8(images)
+    n, h, w, c = pixels.shape
+    with atomic_path(out / f"samples_{n}x{h}x{w}x{c}.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
+        arrays = {"arr_0": pixels} if labels is None else {"arr_0": pixels, "arr_1": labels.astype(np.int64)}
+        np.savez(f, **arrays)
+    # One row per class when the samples come in equal class blocks (make_labels' order).
+    ncol = n // num_classes if num_classes and n % num_classes == 0 and n >= num_classes else None
+    save_png(out / "grid.png", grid(pixels, ncol), scale=max(1, 256 // max(h, w) // 2))
+    if save_pngs:
+        with atomic_dir(out / "images") as d:
+            for i, image in enumerate(pixels):
+                suffix = "" if labels is None else f"_class{int(labels[i])}"
+                save_png(d / f"{i:05d}{suffix}.png", image)
+    write_json(out / "info.json", {**info, "num_samples": n, "shape": [h, w, c]})
+    return out
