@@ -136,11 +136,14 @@ def dpm_solver_pp_sample_loop_progressive(
             else:
                 # 2. Step size in half log-SNR from t_i to t_{i-1} (Alg. 2, h_i = lambda_{t_i} - lambda_{t_{i-1}}).
                 h = float(lam[i - 1] - lam[i])
-                if prev_x0 is None:
-                    denoised = x0  # 3a. First step: first order (DPM-Solver++ 1 = DDIM)
+                r = prev_h / h if prev_h is not None else 0.0
+                if r < 0.5:
+                    # 3a. First order (DPM-Solver++ 1 = DDIM) on the first step, and (our stability guard) where the
+                    #     step is over twice the last one in lambda (1/(2r) > 1 would amplify the old prediction):
+                    #     grids that keep t = 0 ("ddimN", "N") end with such a jump; see docs/diffusion.md.
+                    denoised = x0
                 else:
                     # 3b. Multistep: D = (1 + 1/(2r)) x0_i - 1/(2r) x0_{i-1}, r = h_{i-1} / h_i.
-                    r = prev_h / h
                     denoised = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * prev_x0
                 # 4. Alg. 2's data-prediction update: x = (sigma_next / sigma) x - alpha_next (e^{-h} - 1) D.
                 x = float(sigma[i - 1] / sigma[i]) * x - float(alpha[i - 1] * np.expm1(-h)) * denoised
