@@ -1,0 +1,112 @@
+"""Train the stage-1 convolutional VAE and write RUN/vae/ (config, model, metrics, reconstruction grids).
+
+Examples:
+  python pipelines/train_vae.py --run runs/demo                       # Fashion-MNIST 32x32, f=4, z=4
+  python pipelines/train_vae.py --run runs/photos --data ~/photos --image-size 64 --channels 3
+  python pipelines/train_vae.py --run runs/demo --resume              # continue after Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
+CONFIG_FLAGS = ("data", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels", "channel_mult",
+                "num_res_blocks", "z_channels", "norm_groups", "recon_loss", "kl_weight", "epochs", "max_steps",
+                "batch_size", "lr", "weight_decay", "ema_momentum", "eval_images")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder; the VAE goes to RUN/vae/")
+    p.add_argument("--preset", default="fashion_mnist", help="named defaults: fashion_mnist, photos64, tiny")
+    p.add_argument("--data", help="fashion_mnist, tfds:NAME, or a folder of images (default: the preset's)")
+    p.add_argument("--folder-labels", default="auto", choices=["auto", "none", "subdir", "prefix"],
+                   help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
+    p.add_argument("--image-size", type=int, help="square image side after center crop + resize")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
+    p.add_argument("--limit", type=int, help="use only the first N images")
+    p.add_argument("--val-fraction", type=float, help="validation share (default: the source's own)")
+    p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation")
+    p.add_argument("--base-channels", type=int, help="width of the first level")
+    p.add_argument("--channel-mult", type=lambda s: tuple(int(v) for v in s.split(",")),
+                   help="width multipliers per level, e.g. 1,2,2 (downsampling f = 2^(levels-1))")
+    p.add_argument("--num-res-blocks", type=int, help="residual blocks per level")
+    p.add_argument("--z-channels", type=int, help="latent channels")
+    p.add_argument("--norm-groups", type=int, help="GroupNorm groups (must divide every width)")
+    p.add_argument("--mid-attention", action=argparse.BooleanOptionalAction, default=None,
+                   help="self-attention in the middle blocks")
+    p.add_argument("--recon-loss", choices=["l1", "l2"], help="reconstruction loss")
+    p.add_argument("--kl-weight", type=float, help="weight of the KL term (see docs/vae.md for the default)")
+    p.add_argument("--epochs", type=int, help="epochs to train")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep an EMA of the weights (Keras AdamW use_ema); the final model uses it")
+    p.add_argument("--ema-momentum", type=float, help="EMA momentum")
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the training step with XLA")
+    p.add_argument("--eval-images", type=int, help="validation images scored after each epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN/vae/checkpoint with its saved config (only --epochs/--max-steps may change)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace):
+    from runfs import RunPaths, read_json
+    from vae.config import VAEConfig, preset
+
+    if args.resume:
+        config_path = RunPaths(args.run).vae / "config.json"
+        if not config_path.is_file():
+            raise SystemExit(f"--resume: {config_path} does not exist; train without --resume first")
+        cfg = VAEConfig.from_dict(read_json(config_path))
+        changes = {k: getattr(args, k) for k in ("epochs", "max_steps") if getattr(args, k) is not None}
+        return cfg.replace(**changes)
+    cfg = preset(args.preset)
+    changes = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    for flag in ("mid_attention", "ema", "jit_compile"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    if args.data is not None and args.data != "fashion_mnist" and args.preset == "fashion_mnist":
+        changes.setdefault("channels", 3)  # photos and tfds datasets are RGB unless asked otherwise
+    return cfg.replace(**changes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = resolve_config(args)
+    except ValueError as e:
+        raise SystemExit(f"bad VAE configuration: {e}") from e
+    from vae.data import load_dataset
+    from vae.train import TrainingInterrupted, train_vae
+
+    data = load_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
+                        val_fraction=cfg.val_fraction, folder_labels=args.folder_labels)
+    print(f"data {data.source}: {len(data.train_images)} train / {len(data.val_images)} val images "
+          f"{data.image_shape}, classes: {data.num_classes}; "
+          f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")
+    try:
+        final = train_vae(cfg, data, args.run, resume=args.resume)
+    except TrainingInterrupted as e:
+        print(e)
+        return 130
+    except (FileExistsError, FileNotFoundError) as e:
+        raise SystemExit(str(e)) from e
+    print(f"done: val PSNR {final['val_psnr']:.2f} dB, SSIM {final['val_ssim']:.4f} on {final['val_images']} images, "
+          f"{final['train_seconds']:.0f} s of training; model in {Path(args.run) / 'vae' / 'model'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Training checkpoints: models + optimizer state + progress, written as one folder atomically.
+
+DIR/vae/checkpoint/ holds encoder.keras, decoder.keras (raw weights), config.json, optimizer.npz (every
+optimizer variable, EMA copies included, in the optimizer's own order, with their paths), and
+meta.json (step, epoch, batch within the epoch, versions). DIR/vae/model/ holds the final (EMA, if enabled) weights.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from runfs import atomic_dir, atomic_path, read_json, write_json
+from vae.model import load_models, save_models
+from vae.trainer import VAETrainer
+
+CHECKPOINT = "checkpoint"
+MODEL = "model"
+
+
+def versions() -> dict[str, str]:
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
+            "numpy": np.__version__}
+
+
+def _write_model_folder(folder: Path, trainer: VAETrainer, state: dict[str, Any]) -> None:
+    save_models(folder, trainer.encoder, trainer.decoder)
+    write_json(folder / "config.json", trainer.cfg.to_dict())
+    write_json(folder / "meta.json", {**state, "created": datetime.now(UTC).isoformat(),
+                                      "versions": versions()})
+
+
+def save_checkpoint(vae_dir: str | os.PathLike, trainer: VAETrainer, state: dict[str, Any]) -> Path:
+    """Write DIR/vae/checkpoint/ whole or not at all; `state` holds at least step, epoch, batch_in_epoch."""
+    target = Path(vae_dir) / CHECKPOINT
+    with atomic_dir(target) as tmp:
+        _write_model_folder(tmp, trainer, state)
+        opt_vars = trainer.optimizer.variables
+        arrays = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(opt_vars)}
+        arrays["paths"] = np.array([v.path for v in opt_vars])
+        arrays["noise_seed"] = np.asarray(trainer.noise_seed.state.numpy())
+        with atomic_path(tmp / "optimizer.npz") as f, open(f, "wb") as fh:
+            np.savez(fh, **arrays)
+    return target
+
+
+def save_final(vae_dir: str | os.PathLike, trainer: VAETrainer, state: dict[str, Any]) -> Path:
+    """Write DIR/vae/model/: the weights to use (the caller swaps EMA weights in first when EMA is on)."""
+    target = Path(vae_dir) / MODEL
+    with atomic_dir(target) as tmp:
+        _write_model_folder(tmp, trainer, {**state, "final": True, "ema": trainer.cfg.ema})
+    return target
+
+
+def restore_checkpoint(vae_dir: str | os.PathLike, trainer: VAETrainer) -> dict[str, Any]:
+    """Load weights, optimizer variables and the noise seed into `trainer` (compiled); return the saved state."""
+    folder = Path(vae_dir) / CHECKPOINT
+    if not (folder / "meta.json").is_file():
+        raise FileNotFoundError(f"--resume: no complete checkpoint in {folder}; train without --resume first")
+    encoder, decoder = load_models(folder)
+    trainer.encoder.set_weights(encoder.get_weights())
+    trainer.decoder.set_weights(decoder.get_weights())
+    trainer.optimizer.build(trainer.trainable_variables)
+    with np.load(folder / "optimizer.npz") as saved:
+        paths = [str(p) for p in saved["paths"]]
+        opt_vars = trainer.optimizer.variables
+        if paths != [v.path for v in opt_vars]:
+            raise ValueError(
+                f"{folder}/optimizer.npz does not match this model's optimizer ({len(paths)} saved variables, "
+                f"{len(opt_vars)} now); was the architecture or --ema changed? Resume with the saved config."
+            )
+        for i, v in enumerate(opt_vars):
+            v.assign(saved[f"v{i:04d}"])
+        trainer.noise_seed.state.assign(saved["noise_seed"])
+    return read_json(folder / "meta.json")

@@ -1,0 +1,149 @@
+"""The LDM-style convolutional VAE: encoder and decoder as functional Keras models, plus loading a trained one.
+
+Both models are plain functional graphs of Conv2D / GroupNormalization / swish / UpSampling2D (and an optional
+single-head attention in the middle block), so that Keras' safe-mode loading and ONNX export work on them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from vae.config import VAEConfig
+
+
+@keras.saving.register_keras_serializable(package="vae")
+class LogVarClamp(layers.Layer):
+    """Clamp the log-variance to [min_value, max_value]: exp() of it stays finite in float32 (as in LDM)."""
+
+    def __init__(self, min_value: float = -30.0, max_value: float = 20.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.min_value = float(min_value)
+        self.max_value = float(max_value)
+
+    def call(self, x):
+        return keras.ops.clip(x, self.min_value, self.max_value)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "min_value": self.min_value, "max_value": self.max_value}
+
+
+def _norm_act(x, groups: int, name: str):
+    x = layers.GroupNormalization(groups=groups, epsilon=1e-6, name=f"{name}_norm")(x)
+    return layers.Activation("swish", name=f"{name}_swish")(x)
+
+
+def res_block(x, width: int, groups: int, name: str):
+    """(N, h, w, c) -> (N, h, w, width): two GroupNorm-swish-conv layers and a (1x1 projected) skip."""
+    skip = x
+    h = _norm_act(x, groups, f"{name}_a")
+    h = layers.Conv2D(width, 3, padding="same", name=f"{name}_conv_a")(h)
+    h = _norm_act(h, groups, f"{name}_b")
+    h = layers.Conv2D(width, 3, padding="same", name=f"{name}_conv_b")(h)
+    if skip.shape[-1] != width:
+        skip = layers.Conv2D(width, 1, name=f"{name}_skip")(skip)
+    return layers.Add(name=f"{name}_add")([skip, h])
+
+
+def attention_block(x, groups: int, name: str):
+    """(N, h, w, c) -> same: single-head self-attention over the h*w positions, residual."""
+    size, width = x.shape[1], x.shape[-1]
+    h = layers.GroupNormalization(groups=groups, epsilon=1e-6, name=f"{name}_norm")(x)
+    h = layers.Reshape((size * size, width), name=f"{name}_flatten")(h)
+    h = layers.MultiHeadAttention(num_heads=1, key_dim=width, name=f"{name}_mha")(h, h)
+    h = layers.Reshape((size, size, width), name=f"{name}_unflatten")(h)
+    return layers.Add(name=f"{name}_add")([x, h])
+
+
+def _middle(x, cfg: VAEConfig, name: str):
+    width = x.shape[-1]
+    x = res_block(x, width, cfg.norm_groups, f"{name}_res1")
+    if cfg.mid_attention:
+        x = attention_block(x, cfg.norm_groups, f"{name}_attn")
+    return res_block(x, width, cfg.norm_groups, f"{name}_res2")
+
+
+def build_encoder(cfg: VAEConfig) -> keras.Model:
+    """images (N, S, S, C) in [-1, 1] -> (mean, logvar), each (N, S/f, S/f, z_channels); logvar clamped."""
+    images = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="images")
+    x = layers.Conv2D(cfg.base_channels, 3, padding="same", name="enc_in")(images)
+    for level, mult in enumerate(cfg.channel_mult):
+        for block in range(cfg.num_res_blocks):
+            x = res_block(x, cfg.base_channels * mult, cfg.norm_groups, f"enc_l{level}_res{block}")
+        if level < len(cfg.channel_mult) - 1:
+            # A strided conv halves h and w (LDM's learned downsampling).
+            x = layers.Conv2D(x.shape[-1], 3, strides=2, padding="same", name=f"enc_l{level}_down")(x)
+    x = _middle(x, cfg, "enc_mid")
+    x = _norm_act(x, cfg.norm_groups, "enc_out")
+    # Two 3x3 heads rather than one conv split in two: same maths, no slicing op in the exported graph.
+    mean = layers.Conv2D(cfg.z_channels, 3, padding="same", name="mean")(x)
+    logvar = layers.Conv2D(cfg.z_channels, 3, padding="same", name="logvar_raw")(x)
+    logvar = LogVarClamp(cfg.logvar_min, cfg.logvar_max, name="logvar")(logvar)
+    return keras.Model(images, [mean, logvar], name="vae_encoder")
+
+
+def build_decoder(cfg: VAEConfig) -> keras.Model:
+    """unscaled latents (N, S/f, S/f, z_channels) -> images (N, S, S, C), roughly in [-1, 1] (not clipped)."""
+    latents = keras.Input(cfg.latent_shape_hwc, name="latents")
+    top = cfg.base_channels * cfg.channel_mult[-1]
+    x = layers.Conv2D(top, 3, padding="same", name="dec_in")(latents)
+    x = _middle(x, cfg, "dec_mid")
+    for level in reversed(range(len(cfg.channel_mult))):
+        for block in range(cfg.num_res_blocks + 1):
+            x = res_block(x, cfg.base_channels * cfg.channel_mult[level], cfg.norm_groups, f"dec_l{level}_res{block}")
+        if level > 0:
+            x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec_l{level}_up")(x)
+            x = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"dec_l{level}_upconv")(x)
+    x = _norm_act(x, cfg.norm_groups, "dec_out")
+    images = layers.Conv2D(cfg.channels, 3, padding="same", name="images")(x)
+    return keras.Model(latents, images, name="vae_decoder")
+
+
+ENCODER_FILE = "encoder.keras"
+DECODER_FILE = "decoder.keras"
+
+
+def save_models(folder: str | os.PathLike, encoder: keras.Model, decoder: keras.Model) -> None:
+    """Write encoder.keras and decoder.keras (Keras native format) into an existing folder."""
+    folder = Path(folder)
+    encoder.save(folder / ENCODER_FILE)
+    decoder.save(folder / DECODER_FILE)
+
+
+def load_models(folder: str | os.PathLike) -> tuple[keras.Model, keras.Model]:
+    """Load encoder.keras and decoder.keras with safe_mode=True (no code from the file is executed)."""
+    folder = Path(folder)
+    encoder = keras.saving.load_model(folder / ENCODER_FILE, safe_mode=True, compile=False)
+    decoder = keras.saving.load_model(folder / DECODER_FILE, safe_mode=True, compile=False)
+    return encoder, decoder
+
+
+def resolve_model_dir(vae_dir: str | os.PathLike) -> Path:
+    """The folder holding the model to use: DIR/vae/model (final) or else DIR/vae/checkpoint (newest complete).
+
+    `vae_dir` may be the run folder or its vae/ sub-folder.
+    """
+    vae_dir = Path(vae_dir)
+    if (vae_dir / "vae").is_dir() and not (vae_dir / "model").is_dir():
+        vae_dir = vae_dir / "vae"
+    for sub in ("model", "checkpoint"):
+        folder = vae_dir / sub
+        if (folder / ENCODER_FILE).is_file() and (folder / DECODER_FILE).is_file():
+            return folder
+    raise FileNotFoundError(
+        f"no trained VAE in {vae_dir} (looked for model/ and checkpoint/ with {ENCODER_FILE} and {DECODER_FILE}); "
+        f"train one first: python pipelines/train_vae.py --run RUN_DIR"
+    )
+
+
+def load_vae(vae_dir: str | os.PathLike) -> tuple[VAEConfig, keras.Model, keras.Model]:
+    """(config, encoder, decoder) of the final (or else newest complete) model under `vae_dir`; see the builders."""
+    from runfs import read_json
+
+    folder = resolve_model_dir(vae_dir)
+    cfg = VAEConfig.from_dict(read_json(folder / "config.json"))
+    encoder, decoder = load_models(folder)
+    return cfg, encoder, decoder

@@ -1,0 +1,158 @@
+"""The stage-1 training loop: epochs of VAETrainer steps, per-epoch validation, grids, checkpoints, Ctrl-C, resume.
+
+Writes into DIR/vae/: config.json, metrics.json, recon_epochNNN.png, checkpoint/ (every epoch and on Ctrl-C),
+model/ (the final weights). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from runfs import RunPaths, read_json, write_json
+from vae.checkpoint import CHECKPOINT, restore_checkpoint, save_checkpoint, save_final
+from vae.config import VAEConfig
+from vae.data import Dataset
+from vae.grid import save_pair_grid
+from vae.metrics import mean_finite
+from vae.trainer import VAETrainer, images_to_float
+
+GRID_IMAGES = 8
+EVAL_BATCH = 256
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the checkpoint is safely on disk."""
+
+
+def setup_tensorflow() -> None:
+    """Grow GPU memory on demand instead of grabbing it all (the torch stage may share the GPU later)."""
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
+def evaluate(trainer: VAETrainer, eval_fn, images: np.ndarray) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of reconstructions of `images` (N, H, W, C) uint8, from the posterior mean."""
+    psnrs, ssims = [], []
+    for start in range(0, len(images), EVAL_BATCH):
+        psnr, ssim = eval_fn(images[start:start + EVAL_BATCH])
+        psnrs.append(psnr.numpy())
+        ssims.append(ssim.numpy())
+    return {"val_psnr": mean_finite(psnrs), "val_ssim": mean_finite(ssims), "val_images": int(len(images))}
+
+
+class _SigintFlag:
+    """First Ctrl-C asks the loop to save and stop after the current step; a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __enter__(self) -> _SigintFlag:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def _start(cfg: VAEConfig, vae_dir: Path, resume: bool) -> tuple[VAETrainer, dict[str, Any], list[dict]]:
+    if not resume and (vae_dir / CHECKPOINT).exists():
+        raise FileExistsError(
+            f"{vae_dir} already holds a VAE checkpoint; pass --resume to continue it or choose a new --run folder"
+        )
+    keras.utils.set_random_seed(cfg.seed)
+    trainer = VAETrainer(cfg)
+    trainer.compile(optimizer=trainer.make_optimizer())
+    trainer.optimizer.build(trainer.trainable_variables)
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "train_seconds": 0.0}
+    history: list[dict] = []
+    if resume:
+        state = restore_checkpoint(vae_dir, trainer)
+        if (vae_dir / "metrics.json").is_file():
+            history = [e for e in read_json(vae_dir / "metrics.json")["epochs"] if e["step"] <= state["step"]]
+    return trainer, state, history
+
+
+def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
+    """Train (or with `resume`, continue) the VAE of `cfg` on `data`; returns the final metrics.
+
+    Raises TrainingInterrupted after Ctrl-C, once DIR/vae/checkpoint/ holds the state at the last step.
+    """
+    setup_tensorflow()
+    vae_dir = RunPaths(run_dir).vae
+    trainer, state, history = _start(cfg, vae_dir, resume)
+    write_json(vae_dir / "config.json", cfg.to_dict())
+    steps_per_epoch = data.num_batches("train", cfg.batch_size, drop_remainder=True)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(data.train_images)} training images")
+    total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    train_fn = tf.function(trainer.train_step, jit_compile=cfg.jit_compile)
+    eval_fn = tf.function(trainer.eval_step)
+    val = data.val_images
+    grid_images = val[:GRID_IMAGES]
+
+    def record(final: bool) -> dict[str, Any]:
+        scored = evaluate(trainer, eval_fn, val if final else val[: cfg.eval_images])
+        recon = trainer(images_to_float(grid_images)).numpy()
+        save_pair_grid(vae_dir / f"recon_epoch{state['epoch']:03d}.png", images_to_float(grid_images).numpy(), recon)
+        return scored
+
+    with _SigintFlag() as sigint, tqdm(total=total_steps, initial=state["step"], desc="train VAE", unit="step") as bar:
+        while state["step"] < total_steps:
+            trainer.reset_metrics()
+            t0, start_step = time.perf_counter(), state["step"]
+            batches = data.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=state["epoch"],
+                                   start_batch=state["batch_in_epoch"], drop_remainder=True)
+            for batch in batches:
+                logs = train_fn(batch)
+                state["step"] += 1
+                state["batch_in_epoch"] += 1
+                bar.update(1)
+                if state["step"] % 25 == 0:
+                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
+                if sigint.raised or state["step"] >= total_steps:
+                    break
+            seconds = time.perf_counter() - t0
+            state["train_seconds"] += seconds
+            if sigint.raised:
+                save_checkpoint(vae_dir, trainer, state)
+                raise TrainingInterrupted(
+                    f"interrupted at step {state['step']}; checkpoint saved in {vae_dir / CHECKPOINT}; "
+                    f"continue with --resume"
+                )
+            entry = {"epoch": state["epoch"], "step": state["step"],
+                     **{m.name: float(m.result()) for m in trainer.metrics},
+                     **record(final=False), "wall_s": round(seconds, 2),
+                     "images_per_s": round((state["step"] - start_step) * cfg.batch_size / max(seconds, 1e-9), 1),
+                     "train_seconds": round(state["train_seconds"], 2)}
+            history.append(entry)
+            bar.write(f"epoch {entry['epoch']}: " + ", ".join(f"{k}={v:.4g}" for k, v in entry.items()
+                                                               if k not in ("epoch", "step")))
+            if state["batch_in_epoch"] >= steps_per_epoch:
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
+            save_checkpoint(vae_dir, trainer, state)
+            write_json(vae_dir / "metrics.json", {"epochs": history})
+
+    if cfg.ema:
+        # Keras' AdamW kept the moving averages; copy them into the model before the final score and save.
+        trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
+    final = {"step": state["step"], "epochs_run": len(history), "train_seconds": round(state["train_seconds"], 2),
+             **evaluate(trainer, eval_fn, val), "ema": cfg.ema}
+    write_json(vae_dir / "metrics.json", {"epochs": history, "final": final})
+    save_final(vae_dir, trainer, state)
+    return final
