@@ -1,0 +1,85 @@
+"""Classifier-free guidance wrapper and the classifier-gradient cond_fn."""
+
+import pytest
+import torch
+from torch import nn
+
+from diffusion import LossType, ModelMeanType, ModelVarType, SpacedDiffusion, get_named_beta_schedule, space_timesteps
+from diffusion.guidance import ClassifierFreeGuidance, classifier_cond_fn
+
+
+class ClassModel(nn.Module):
+    """Class-conditional toy denoiser with num_classes + 1 embeddings (the last = null); counts forwards."""
+
+    def __init__(self, out_channels=2, num_classes=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(2, out_channels, 1)
+        self.emb = nn.Embedding(num_classes + 1, out_channels)
+        self.batches = []
+
+    def forward(self, x, t, y=None, scale=None):
+        self.batches.append(x.shape[0])
+        out = self.conv(x) + self.emb(y)[:, :, None, None] + 0.001 * t.float().view(-1, 1, 1, 1)
+        return out if scale is None else out * scale.view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("out_channels", [2, 4])
+def test_cfg_at_scale_one_is_the_conditional_model(out_channels):
+    model = ClassModel(out_channels)
+    x, t, y = torch.randn(5, 2, 3, 3), torch.arange(5), torch.tensor([0, 1, 2, 1, 0])
+    with torch.no_grad():
+        guided = ClassifierFreeGuidance(model, 1.0, null_label=3)(x, t, y=y)
+        assert model.batches == [10]  # one batched forward of conditional + unconditional
+        assert torch.equal(guided, model(x, t, y=y))
+
+
+@pytest.mark.parametrize("out_channels", [2, 4])
+def test_cfg_combines_the_mean_channels_and_keeps_conditional_variance(out_channels):
+    model = ClassModel(out_channels)
+    x, t, y = torch.randn(4, 2, 3, 3), torch.arange(4), torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        cond, uncond = model(x, t, y=y), model(x, t, y=torch.full_like(y, 3))
+        guided = ClassifierFreeGuidance(model, 3.0, null_label=3)(x, t, y=y)
+    torch.testing.assert_close(guided[:, :2], uncond[:, :2] + 3.0 * (cond[:, :2] - uncond[:, :2]))
+    assert torch.equal(guided[:, 2:], cond[:, 2:])
+
+
+def test_cfg_duplicates_per_example_kwargs_and_needs_labels():
+    model = ClassModel()
+    x, t, y = torch.randn(2, 2, 1, 1), torch.arange(2), torch.tensor([0, 1])
+    scale = torch.tensor([1.0, 2.0])
+    with torch.no_grad():
+        guided = ClassifierFreeGuidance(model, 1.0, null_label=3)(x, t, y=y, scale=scale)
+        assert torch.equal(guided, model(x, t, y=y, scale=scale))
+    with pytest.raises(ValueError, match="needs class labels: pass model_kwargs"):
+        ClassifierFreeGuidance(model, 2.0, null_label=3)(x, t)
+
+
+def test_cfg_samples_through_a_spaced_diffusion_like_the_conditional_model_at_scale_one():
+    d = SpacedDiffusion(space_timesteps(100, "ddim5"), betas=get_named_beta_schedule("cosine", 100),
+                        model_mean_type=ModelMeanType.EPSILON, model_var_type=ModelVarType.LEARNED_RANGE,
+                        loss_type=LossType.MSE)
+    model = ClassModel(4)
+    with torch.no_grad():
+        model.conv.weight.mul_(0.1)
+        model.emb.weight.clamp_(-1, 1)  # keep the variance channels inside LEARNED_RANGE's [-1, 1]
+    kwargs = dict(model_kwargs={"y": torch.tensor([0, 1, 2])}, generator=None)
+    torch.manual_seed(0)
+    guided = d.p_sample_loop(ClassifierFreeGuidance(model, 1.0, null_label=3), (3, 2, 2, 2), **kwargs)
+    torch.manual_seed(0)
+    plain = d.p_sample_loop(model, (3, 2, 2, 2), **kwargs)
+    assert torch.isfinite(guided).all() and torch.equal(guided, plain)
+
+
+def test_classifier_cond_fn_is_the_scaled_log_softmax_gradient():
+    torch.manual_seed(0)
+    weight = torch.randn(4, 6, dtype=torch.float64)  # a linear classifier over the flattened x
+    classifier = lambda x, t: x.flatten(1) @ weight.T  # noqa: E731
+    x, t, y = torch.randn(3, 6, dtype=torch.float64), torch.arange(3), torch.tensor([0, 3, 1])
+    grad = classifier_cond_fn(classifier, 2.5)(x, t, y=y)
+    probs = torch.softmax(classifier(x, t), dim=-1)
+    expected = 2.5 * (weight[y] - probs @ weight)  # d/dx log softmax_y(W x) = W_y - sum_k p_k W_k
+    torch.testing.assert_close(grad, expected)
+    with pytest.raises(ValueError, match="needs the target labels"):
+        classifier_cond_fn(classifier, 1.0)(x, t)
