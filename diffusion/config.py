@@ -1,0 +1,155 @@
+"""Config dataclasses for the U-Net and the diffusion process, with guided-diffusion's flag names, and presets.
+
+Defaults are the reference's `model_and_diffusion_defaults()`; `in_channels`, `null_class` and `predict_v`
+are ours. Strings stay strings ("1,2,2", "16,8", "ddim50") so a config reads like the reference's command
+line; `channel_mult_for` and `attention_ds_for` turn them into the U-Net's arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runfs.configs import ConfigMixin
+
+NOISE_SCHEDULES = ("linear", "cosine")
+
+# The reference's channel multipliers by image size, plus ours for latent sizes (8, 16, 32 px latents).
+CHANNEL_MULT_BY_SIZE: dict[int, tuple[float, ...]] = {
+    512: (0.5, 1, 1, 2, 2, 4, 4),
+    256: (1, 1, 2, 2, 4, 4),
+    128: (1, 1, 2, 3, 4),
+    64: (1, 2, 3, 4),
+    32: (1, 2, 2, 2),
+    16: (1, 2, 2),
+    8: (1, 2),
+}
+
+
+def channel_mult_for(image_size: int, channel_mult: str = "") -> tuple[float, ...]:
+    """"" -> the default multipliers for `image_size`; "1,2,2" -> (1, 2, 2) (non-integers such as 0.5 allowed)."""
+    if not channel_mult:
+        if image_size not in CHANNEL_MULT_BY_SIZE:
+            raise ValueError(f"no default channel_mult for image_size {image_size}; sizes with defaults are "
+                             f"{sorted(CHANNEL_MULT_BY_SIZE)}, or pass channel_mult explicitly, e.g. '1,2,2'")
+        return CHANNEL_MULT_BY_SIZE[image_size]
+    try:
+        mults = tuple(float(m) for m in channel_mult.split(","))
+    except ValueError:
+        msg = f"channel_mult {channel_mult!r} is not a comma-separated list of numbers like '1,2,2'"
+        raise ValueError(msg) from None
+    mults = tuple(int(m) if m == int(m) else m for m in mults)
+    levels = len(mults)
+    if image_size % 2 ** (levels - 1):
+        raise ValueError(f"channel_mult {channel_mult!r} has {levels} levels, so image_size must be divisible by "
+                         f"{2 ** (levels - 1)}; got {image_size}")
+    return mults
+
+
+def attention_ds_for(image_size: int, attention_resolutions: str, channel_mult: tuple[float, ...]) -> tuple[int, ...]:
+    """Resolutions in pixels of the U-Net input ("16,8" at 64 px) -> downsampling rates (4, 8), as the reference.
+
+    Unlike the reference, a resolution the U-Net never reaches is an error instead of silently no attention.
+    """
+    if not attention_resolutions:
+        return ()
+    reached = [image_size // 2**level for level in range(len(channel_mult))]
+    ds = []
+    for res in attention_resolutions.split(","):
+        if not res.strip().isdigit() or int(res) not in reached:
+            raise ValueError(f"attention resolution {res!r} is not one the U-Net reaches; with image_size "
+                             f"{image_size} and channel_mult {channel_mult} the resolutions are {reached}")
+        ds.append(image_size // int(res))
+    return tuple(ds)
+
+
+@dataclass(frozen=True)
+class UNetConfig(ConfigMixin):
+    """The U-Net's architecture. `num_classes` is the number of real classes; with `null_class` the label
+    embedding gets one more row and label `num_classes` means "no label" (classifier-free guidance)."""
+
+    image_size: int = 64
+    in_channels: int = 3
+    num_channels: int = 128
+    num_res_blocks: int = 2
+    channel_mult: str = ""  # "" = by image_size (CHANNEL_MULT_BY_SIZE)
+    attention_resolutions: str = "16,8"  # pixels of the U-Net input, like the reference
+    dropout: float = 0.0
+    class_cond: bool = False
+    num_classes: int = 1000
+    null_class: bool = False
+    learn_sigma: bool = False  # doubles out_channels: the process reads the variance from the second half
+    use_checkpoint: bool = False
+    use_fp16: bool = False  # kept for compatibility; prefer bf16 autocast
+    num_heads: int = 4
+    num_head_channels: int = -1
+    num_heads_upsample: int = -1
+    use_scale_shift_norm: bool = True
+    resblock_updown: bool = False
+    use_new_attention_order: bool = False
+
+    def __post_init__(self) -> None:
+        if self.null_class and not self.class_cond:
+            raise ValueError("null_class=True needs class_cond=True (the null label is a row of the label embedding)")
+        if self.class_cond and self.num_classes < 1:
+            raise ValueError(f"class_cond needs num_classes >= 1, got {self.num_classes}")
+        if self.in_channels < 1 or self.image_size < 1:
+            raise ValueError(f"in_channels and image_size must be positive, got {self.in_channels}, {self.image_size}")
+
+    @property
+    def null_label(self) -> int | None:
+        """The label index meaning "no label", or None when the model has no null row."""
+        return self.num_classes if self.null_class else None
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(ConfigMixin):
+    """The diffusion process (reference flags; `predict_v` is our fourth mean type, v-prediction)."""
+
+    diffusion_steps: int = 1000
+    noise_schedule: str = "linear"
+    timestep_respacing: str = ""  # "" = all steps; "250", "10,10,10", "ddim50"
+    sigma_small: bool = False
+    use_kl: bool = False
+    predict_xstart: bool = False
+    predict_v: bool = False
+    rescale_timesteps: bool = False
+    rescale_learned_sigmas: bool = False
+
+    def __post_init__(self) -> None:
+        if self.noise_schedule not in NOISE_SCHEDULES:
+            raise ValueError(f"unknown noise_schedule {self.noise_schedule!r}; use one of {NOISE_SCHEDULES}")
+        if self.predict_xstart and self.predict_v:
+            raise ValueError("predict_xstart and predict_v are exclusive: the model predicts one quantity")
+        if self.diffusion_steps < 1:
+            raise ValueError(f"diffusion_steps must be >= 1, got {self.diffusion_steps}")
+
+
+# Fashion-MNIST latents: 32x32x1 images through an f=4 VAE -> 8x8x4. Widths chosen with pipelines/bench_unet.py
+# so that ~15 minutes of training on 2 CPU cores (batch 128) gives recognisable samples (docs/bench/unet.md).
+_FMNIST_UNET = UNetConfig(
+    image_size=8, in_channels=4, num_channels=64, num_res_blocks=2, channel_mult="1,2", attention_resolutions="4",
+    dropout=0.0, class_cond=True, num_classes=10, null_class=True, num_head_channels=32,
+    use_scale_shift_norm=True, use_new_attention_order=True,
+)
+PRESETS: dict[str, tuple[UNetConfig, DiffusionConfig]] = {
+    "fmnist-latent": (_FMNIST_UNET, DiffusionConfig(diffusion_steps=1000, noise_schedule="linear")),
+    # Same network on 32x32x1 pixels (attention at the same downsampling rate): the latent-vs-pixel baseline.
+    "fmnist-pixel": (
+        _FMNIST_UNET.replace(image_size=32, in_channels=1, attention_resolutions="16"),
+        DiffusionConfig(diffusion_steps=1000, noise_schedule="linear"),
+    ),
+    # The reference's 64x64 ImageNet model (README flags), with fp32 weights instead of use_fp16.
+    "guided64": (
+        UNetConfig(image_size=64, in_channels=3, num_channels=192, num_res_blocks=3, attention_resolutions="32,16,8",
+                   dropout=0.1, class_cond=True, num_classes=1000, learn_sigma=True, num_head_channels=64,
+                   use_scale_shift_norm=True, resblock_updown=True, use_new_attention_order=True),
+        DiffusionConfig(diffusion_steps=1000, noise_schedule="cosine"),
+    ),
+}
+
+
+def preset(name: str) -> tuple[UNetConfig, DiffusionConfig]:
+    """The (UNetConfig, DiffusionConfig) pair of a named preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}")
+    return PRESETS[name]
