@@ -1,0 +1,76 @@
+"""Benchmark stage-2 training steps: steps/s of the real TrainLoop (forward, backward, AdamW, EMA) at a preset,
+fp32 vs bf16 autocast, on synthetic latents of the preset's shape. Prints a markdown table.
+
+    flock /tmp/ldm-heavy.lock python pipelines/bench_train.py --preset fmnist-latent --steps 20
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+import time
+
+import torch
+
+from diffusion.config import PRESETS
+from diffusion.training import TRAIN_PRESETS, LatentData, TrainConfig
+from diffusion.training.logger import LossAccumulator
+from diffusion.training.session import build_training
+from pipelines.cli import make_parser
+
+
+def synthetic_latents(unet, n: int = 1024) -> LatentData:
+    g = torch.Generator().manual_seed(0)
+    shape = (n, unet.in_channels, unet.image_size, unet.image_size)
+    labels = torch.randint(0, unet.num_classes, (n,), generator=g) if unet.class_cond else None
+    return LatentData(labels=labels, num_classes=unet.num_classes if unet.class_cond else None,
+                      meta={"kind": "synthetic"}, mean=torch.randn(shape, generator=g),
+                      std=torch.full(shape, 0.1), scale_factor=1.0)
+
+
+def step_times(preset: str, precision: str, batch: int, steps: int, warmup: int, device: str) -> list[float]:
+    unet, diffusion = PRESETS[preset]
+    train = TRAIN_PRESETS.get(preset, TrainConfig()).replace(batch_size=batch, precision=precision, max_steps=0)
+    if not unet.null_class:
+        train = train.replace(cfg_dropout=0.0)
+    with tempfile.TemporaryDirectory() as out:
+        session = build_training("diffusion", out_dir=out, data=synthetic_latents(unet), unet=unet,
+                                 diffusion=diffusion, train=train, device=device, progress=False)
+        acc = LossAccumulator(1000)
+        times = []
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            session.loop.run_step(acc)
+            if session.dist.device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = make_parser(__doc__)
+    parser.add_argument("--preset", default="fmnist-latent", choices=sorted(PRESETS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per precision")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    args = parser.parse_args()
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}, preset {args.preset}, "
+          f"batch {args.batch_size}")
+    print("| precision | median s/step | steps/s | images/s |\n|---|---|---|---|")
+    medians = {}
+    for precision in args.precisions.split(","):
+        times = step_times(args.preset, precision, args.batch_size, args.steps, args.warmup, args.device)
+        medians[precision] = statistics.median(times)
+        print(f"| {precision} | {medians[precision]:.4f} | {1 / medians[precision]:.2f} | "
+              f"{args.batch_size / medians[precision]:.0f} |")
+    if {"fp32", "bf16"} <= medians.keys():
+        print(f"bf16 / fp32 step time: {medians['bf16'] / medians['fp32']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
