@@ -1,8 +1,8 @@
 """The exported VAE decoder under onnxruntime, fed from torch tensors (torch + onnxruntime + numpy only).
 
 Importing this module never imports TensorFlow or Keras: it is the decode step of the sampling path.
-On CUDA the latents are bound by IOBinding straight from the torch tensor's device memory into a pre-allocated
-torch output (no copy through host memory); on CPU numpy views share the tensors' memory.
+The latents are bound by IOBinding straight from the torch tensor's memory into a pre-allocated torch output
+(`bridge.binding.run_bound`): on CUDA no copy goes through host memory, on the CPU there is no copy at all.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 # torch must be imported before onnxruntime (see bridge.providers)
 # isort: off
 import torch
@@ -20,6 +18,7 @@ import onnxruntime as ort
 
 # isort: on
 
+from bridge.binding import run_bound
 from bridge.providers import CPU_EP, CUDA_EP, ProviderError, open_session, resolve_provider
 from bridge.spec import EXPORT_HINT, BridgeError, BridgeSpec, resolve_bridge_dir
 from runfs import file_digest
@@ -69,35 +68,10 @@ class OnnxDecoder:
         out = torch.empty((len(x), self.image_size, self.image_size, self.channels), dtype=torch.float32, device=device)
         for start in range(0, len(x), self.decode_batch):
             stop = min(start + self.decode_batch, len(x))
-            self._run_bound(x[start:stop], out[start:stop])  # dim-0 slices of contiguous tensors stay contiguous
+            # Dim-0 slices of contiguous tensors stay contiguous: bound in place, no copy.
+            run_bound(self.session, {self.spec.input_name: x[start:stop]}, {self.spec.output_name: out[start:stop]})
         self.bound_from_device_memory = on_cuda and latents.is_cuda
         return out.to(latents.device)
-
-    def _run_bound(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        """Run one micro-batch reading `x` and writing `out` in place, both bound by their raw pointers.
-
-        `x` and `out` are contiguous float32 tensors that outlive the run (the caller holds them), so the pointers
-        stay valid. On the CPU this is the zero-copy path (onnxruntime reads and writes the tensors' memory); on
-        CUDA no byte crosses host memory. onnxruntime runs on its own CUDA stream: torch's stream is synchronised
-        before (the producer's kernels must have finished writing x) and after (before torch reads out).
-        """
-        device_type = "cuda" if x.is_cuda else "cpu"
-        device_id = self.device_id if x.is_cuda else 0
-        binding = self.session.io_binding()
-        binding.bind_input(
-            name=self.spec.input_name, device_type=device_type, device_id=device_id, element_type=np.float32,
-            shape=tuple(x.shape), buffer_ptr=x.data_ptr(),
-        )
-        binding.bind_output(
-            name=self.spec.output_name, device_type=device_type, device_id=device_id, element_type=np.float32,
-            shape=tuple(out.shape), buffer_ptr=out.data_ptr(),
-        )
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-        self.session.run_with_iobinding(binding)
-        if x.is_cuda:
-            binding.synchronize_outputs()
-            torch.cuda.synchronize(x.device)
 
     def __repr__(self) -> str:
         return (
