@@ -18,9 +18,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
-CONFIG_FLAGS = ("data", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels", "channel_mult",
-                "num_res_blocks", "z_channels", "norm_groups", "recon_loss", "kl_weight", "epochs", "max_steps",
-                "batch_size", "lr", "weight_decay", "ema_momentum", "eval_images")
+CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
+                "channel_mult", "num_res_blocks", "z_channels", "norm_groups", "recon_loss", "kl_weight", "epochs",
+                "max_steps", "batch_size", "lr", "weight_decay", "ema_momentum", "eval_images")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run", required=True, help="run folder; the VAE goes to RUN/vae/")
     p.add_argument("--preset", default="fashion_mnist", help="named defaults: fashion_mnist, photos64, tiny")
     p.add_argument("--data", help="fashion_mnist, tfds:NAME, or a folder of images (default: the preset's)")
-    p.add_argument("--folder-labels", default="auto", choices=["auto", "none", "subdir", "prefix"],
+    p.add_argument("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
                    help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
     p.add_argument("--image-size", type=int, help="square image side after center crop + resize")
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from vae.train import TrainingInterrupted, train_vae
 
     data = load_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
-                        val_fraction=cfg.val_fraction, folder_labels=args.folder_labels)
+                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
     print(f"data {data.source}: {len(data.train_images)} train / {len(data.val_images)} val images "
           f"{data.image_shape}, classes: {data.num_classes}; "
           f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")

@@ -70,11 +70,12 @@ def restore_checkpoint(vae_dir: str | os.PathLike, trainer: VAETrainer) -> dict[
     trainer.decoder.set_weights(decoder.get_weights())
     trainer.optimizer.build(trainer.trainable_variables)
     with np.load(folder / "optimizer.npz") as saved:
-        paths = [str(p) for p in saved["paths"]]
+        # Compare shapes, not paths: Keras uniquifies object names (adamw_1/...) within one process.
+        saved_shapes = [saved[f"v{i:04d}"].shape for i in range(len(saved["paths"]))]
         opt_vars = trainer.optimizer.variables
-        if paths != [v.path for v in opt_vars]:
+        if saved_shapes != [tuple(v.shape) for v in opt_vars]:
             raise ValueError(
-                f"{folder}/optimizer.npz does not match this model's optimizer ({len(paths)} saved variables, "
+                f"{folder}/optimizer.npz does not match this model's optimizer ({len(saved_shapes)} saved variables, "
                 f"{len(opt_vars)} now); was the architecture or --ema changed? Resume with the saved config."
             )
         for i, v in enumerate(opt_vars):

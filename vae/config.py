@@ -24,6 +24,7 @@ class VAEConfig:
     limit: int | None = None
     val_fraction: float | None = None  # None: the source's default (see vae.data.load_dataset)
     seed: int = 0
+    folder_labels: str = "auto"  # folder sources: auto | none | subdir | prefix (see vae.data.folder)
     # architecture
     base_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 2)

@@ -1,0 +1,56 @@
+"""Encode a dataset with the run's trained VAE into RUN/latents/ (posterior mean + log-variance, labels, meta.json).
+
+The data settings (source, image size, channels, limit, split seed) default to those the VAE was trained with,
+read from RUN/vae/. meta.json records the NCHW layout, the latent shape and the scale factor (1 / std of
+posterior samples of the train set) that the diffusion stage applies.
+
+Example:
+  python pipelines/encode.py --run runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder holding vae/ (from train_vae.py); writes RUN/latents/")
+    p.add_argument("--data", help="data source to encode (default: the one the VAE was trained on)")
+    p.add_argument("--limit", type=int, help="encode only the first N images (default: the training run's limit)")
+    p.add_argument("--all", action="store_true", help="ignore the training run's --limit and encode everything")
+    p.add_argument("--batch-size", type=int, default=256, help="images per encoder call")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples behind the scale factor")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from runfs import RunPaths
+    from vae.data import load_dataset
+    from vae.encode import encode_dataset
+    from vae.model import load_vae
+
+    try:
+        cfg, _, _ = load_vae(RunPaths(args.run).vae)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e)) from e
+    limit = None if args.all else (args.limit if args.limit is not None else cfg.limit)
+    data = load_dataset(args.data or cfg.data, cfg.image_size, cfg.channels, limit=limit, seed=cfg.seed,
+                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
+    meta = encode_dataset(args.run, data, batch_size=args.batch_size, seed=args.seed)
+    z, h, w = meta["latent_shape"]
+    print(f"latents ({z}, {h}, {w}) {meta['layout']}: {meta['counts']['train']} train / {meta['counts']['val']} val, "
+          f"scale_factor {meta['scale_factor']:.4f}; written to {RunPaths(args.run).latents}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+import pytest
+
+from vae.config import PRESETS, VAEConfig, preset
+
+
+def test_round_trip_and_derived_shapes():
+    cfg = VAEConfig(image_size=64, channel_mult=(1, 2, 4, 4), z_channels=3)
+    again = VAEConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    assert cfg.downsample_factor == 8 and cfg.latent_shape_hwc == (8, 8, 3)
+
+
+def test_unknown_keys_rejected():
+    with pytest.raises(ValueError, match=r"unknown VAEConfig keys \['bogus'\]"):
+        VAEConfig.from_dict({**VAEConfig().to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"image_size": 30}, "not divisible by the downsampling factor 4"),
+        ({"channels": 2}, "channels must be 1"),
+        ({"recon_loss": "l3"}, "recon_loss must be one of"),
+        ({"base_channels": 12}, "not divisible by norm_groups=8"),
+        ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
+    ],
+)
+def test_invalid_configs_explain(changes, message):
+    with pytest.raises(ValueError, match=message):
+        VAEConfig().replace(**changes)
+
+
+def test_presets_are_copies():
+    assert set(PRESETS) >= {"fashion_mnist", "tiny", "photos64"}
+    a = preset("fashion_mnist")
+    a.extra["x"] = 1
+    assert "x" not in preset("fashion_mnist").extra
+    with pytest.raises(ValueError, match="unknown VAE preset 'nope'"):
+        preset("nope")
