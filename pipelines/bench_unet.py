@@ -81,7 +81,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, median of {args.repeats} after {args.warmup} warm-up calls\n")
-    rows = []
+    print("| preset | batch | mode | forward s | forward+backward s |\n|---|---|---|---|---|", flush=True)
     cases = [(name, int(batch)) for name, batch in (c.split(":") for c in args.cases.split(","))]
     jobs = [(name, batch, mode) for name, batch in cases for mode in args.modes.split(",")]
     for name, batch, mode in tqdm(jobs, desc="bench", file=sys.stderr):
@@ -92,10 +92,7 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - a failing mode is reported in the table, not fatal
             print(f"{name}:{batch} {mode} failed: {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
             fwd = fwd_bwd = float("nan")
-        rows.append((f"{name}", batch, mode, fwd, fwd_bwd))
-    print("| preset | batch | mode | forward s | forward+backward s |\n|---|---|---|---|---|")
-    for name, batch, mode, fwd, fwd_bwd in rows:
-        print(f"| {name} | {batch} | {mode} | {fwd:.4f} | {fwd_bwd:.4f} |")
+        print(f"| {name} | {batch} | {mode} | {fwd:.4f} | {fwd_bwd:.4f} |", flush=True)  # a row as soon as known
     if args.sweep:
         base = PRESETS["fmnist-latent"][0]
         print("\n| fmnist-latent variant (width:res_blocks:mult) | params M | batch 128 forward+backward s |")
@@ -105,7 +102,7 @@ def main() -> None:
             cfg = base.replace(num_channels=int(width), num_res_blocks=int(blocks), channel_mult=mult)
             params = sum(p.numel() for p in create_model(cfg).parameters()) / 1e6
             _, fwd_bwd = bench_case(cfg, 128, True, False, args.warmup, args.repeats)
-            print(f"| {variant} | {params:.2f} | {fwd_bwd:.4f} |")
+            print(f"| {variant} | {params:.2f} | {fwd_bwd:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -153,3 +153,12 @@ def test_classifier_pool_errors():
         EncoderUNetModel(8, 4, 32, 10, 1, (), channel_mult=(1, 2), pool="max")
     with pytest.raises(ValueError, match="pool='attention' needs num_head_channels"):
         EncoderUNetModel(8, 4, 32, 10, 1, (), channel_mult=(1, 2), pool="attention")
+
+
+def test_bf16_autocast_is_close_to_fp32():
+    # The recommended low-precision path: float32 weights, bf16 compute; GroupNorm32 keeps norms in float32.
+    model = randomize(UNetModel(**SMALL), seed=0).eval()
+    x, t, y = inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, t, y)
+    torch.testing.assert_close(out.float(), model(x, t, y), rtol=5e-2, atol=5e-2)
