@@ -66,8 +66,9 @@ def reconstruction_metrics(originals: np.ndarray, reconstructions: np.ndarray) -
     """Per-image PSNR (data range 255) and SSIM (7x7 window, or the image size when smaller; odd) averaged."""
     side = min(originals.shape[1:3])
     window = min(7, side if side % 2 else side - 1)
-    psnr = np.array([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(originals, reconstructions,
-                                                                                    strict=True)])
+    with np.errstate(divide="ignore"):  # an exact copy: MSE 0, capped below
+        psnr = np.array([peak_signal_noise_ratio(a, b, data_range=255)
+                         for a, b in zip(originals, reconstructions, strict=True)])
     ssim = np.array([structural_similarity(a, b, data_range=255, channel_axis=-1, win_size=window)
                      for a, b in zip(originals, reconstructions, strict=True)])
     psnr = np.minimum(psnr, PSNR_CAP_DB)  # an exact copy has infinite PSNR; keep the mean finite
