@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
@@ -126,18 +127,30 @@ def load_or_train(dataset: Dataset, cache_dir: str | Path, config: EvalClassifie
         raise ValueError(f"{dataset.source} has no class labels: the evaluation classifier needs them (use "
                          "--feature inception with local InceptionV3 weights, or a labelled dataset)")
     folder = cache_folder(cache_dir, dataset)
-    if (folder / "model.safetensors").is_file() and (folder / "meta.json").is_file():
-        meta = read_json(folder / "meta.json")
-        if read_json(folder / "config.json") == config.to_dict() and meta.get("trained_on") == _identity(dataset):
-            model = _build(dataset, config)
-            model.load_state_dict(load_file(folder / "model.safetensors"))
-            return TrainedClassifier(model.to(device), config, meta, folder, retrained=False)
+    cached = _load_cached(folder, dataset, config)
+    if cached is not None:
+        cached.model.to(device)
+        return cached
     model, meta = train_classifier(dataset, config, device, progress)
     with atomic_dir(folder) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
         config.save(tmp / "config.json")
         write_json(tmp / "meta.json", meta)
     return TrainedClassifier(model, config, meta, folder, retrained=True)
+
+
+def _load_cached(folder: Path, dataset: Dataset, config: EvalClassifierConfig) -> TrainedClassifier | None:
+    """The cached classifier when its config and training data match `config` and `dataset`; None when it is
+    absent, stale or unreadable (a damaged cache is retrained rather than trusted)."""
+    try:
+        meta = read_json(folder / "meta.json")
+        if read_json(folder / "config.json") != config.to_dict() or meta.get("trained_on") != _identity(dataset):
+            return None
+        model = _build(dataset, config)
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+    except (OSError, ValueError, RuntimeError, SafetensorError):
+        return None
+    return TrainedClassifier(model.eval(), config, meta, folder, retrained=False)
 
 
 def _build(dataset: Dataset, config: EvalClassifierConfig) -> EvalCNN:

@@ -38,6 +38,8 @@ def test_cached_once_then_reloaded_without_retraining(banded_dataset, tmp_path, 
     assert not again.retrained and again.meta == first.meta
     np.testing.assert_array_equal(again.features(banded_dataset.val_images), first.features(banded_dataset.val_images))
     monkeypatch.undo()
+    (folder / "model.safetensors").write_bytes(b"truncated")  # a damaged cache is retrained, not trusted
+    assert load_or_train(banded_dataset, tmp_path, config, progress=False).retrained
     # Another config or other training images: the cache no longer describes this classifier.
     assert load_or_train(banded_dataset, tmp_path, config.replace(seed=1), progress=False).retrained
     fewer = Dataset("banded", banded_dataset.train_images[:60], banded_dataset.val_images,
