@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=64, help="batch size of both engines")
     p.add_argument("--batches", type=int, default=8, help="batches per timed repeat")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
-    p.add_argument("--profile", action="store_true", help="also time onnxruntime thread counts, spinning and optimisation levels")
+    p.add_argument("--profile", action="store_true", help="also time plain sessions: threads, spinning, optimisation")
     return p.parse_args(argv)
 
 
