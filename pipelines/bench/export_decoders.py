@@ -1,0 +1,36 @@
+"""Build fresh VAE decoders (random weights) and export them to ONNX:  python -m pipelines.bench.export_decoders JOBS
+
+JOBS is a JSON list of {"vae": VAEConfig dict, "out": folder}. This module imports Keras and TensorFlow, so the
+benchmark runs it only as a subprocess (`decoders.py`); decode time does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bridge.export import export_bridge
+from runfs import read_json
+from vae.config import VAEConfig
+from vae.model import build_decoder, build_encoder
+
+
+def export_one(cfg: VAEConfig, out: Path) -> None:
+    """decoder.onnx + encoder.onnx + bridge.json for `cfg` in `out` (scale factor 1, a small parity check)."""
+    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
+    latents = np.random.default_rng(0).standard_normal((4, cfg.z_channels, cfg.latent_size, cfg.latent_size))
+    export_bridge(encoder, decoder, out, scale_factor=1.0, real_latents=latents.astype(np.float32),
+                  image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint="benchmark (random weights)",
+                  num_random=4, batch=4)
+
+
+def main(argv: list[str] | None = None) -> None:
+    jobs = read_json((argv if argv is not None else sys.argv[1:])[0])
+    for job in jobs:
+        export_one(VAEConfig.from_dict(job["vae"]), Path(job["out"]))
+
+
+if __name__ == "__main__":
+    main()
