@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python pipelines/bench_unet.py`
@@ -20,17 +18,7 @@ from tqdm import tqdm  # noqa: E402
 
 from diffusion.config import PRESETS, UNetConfig  # noqa: E402
 from diffusion.factory import create_model  # noqa: E402
-
-
-def median_seconds(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from pipelines.bench.timing import median_seconds  # noqa: E402
 
 
 def bench_case(cfg: UNetConfig, batch: int, channels_last: bool, compiled: bool, warmup: int, repeats: int,
