@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint as _torch_checkpoint
 
-# Measured by pipelines/bench_unet.py (docs/bench/unet.md): on CPU channels_last is not faster for these U-Nets
-# (GroupNorm and the attention reshapes convert back to contiguous), so contiguous is the default everywhere.
+# The memory format the U-Net runs fastest in, per device type; pipelines/bench_unet.py measures both
+# (docs/bench/unet.md). Contiguous until a locked benchmark run shows channels_last winning on this machine.
 DEFAULT_MEMORY_FORMAT: dict[str, torch.memory_format] = {"cpu": torch.contiguous_format}
 
 

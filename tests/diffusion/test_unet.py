@@ -162,3 +162,14 @@ def test_bf16_autocast_is_close_to_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, t, y)
     torch.testing.assert_close(out.float(), model(x, t, y), rtol=5e-2, atol=5e-2)
+
+
+def test_preferred_memory_format_helper():
+    from diffusion.nn import preferred_memory_format, to_preferred_format
+
+    fmt = preferred_memory_format("cpu")
+    x = to_preferred_format(torch.randn(2, 4, 8, 8))
+    assert x.is_contiguous(memory_format=fmt)
+    assert to_preferred_format(torch.randn(2, 4, 8)).shape == (2, 4, 8)  # only 4-D tensors change format
+    model = to_preferred_format(UNetModel(**SMALL))
+    assert model.input_blocks[0][0].weight.is_contiguous(memory_format=fmt)
