@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from vae.config import VAEConfig
@@ -118,6 +119,9 @@ def load_models(folder: str | os.PathLike) -> tuple[keras.Model, keras.Model]:
     folder = Path(folder)
     encoder = keras.saving.load_model(folder / ENCODER_FILE, safe_mode=True, compile=False)
     decoder = keras.saving.load_model(folder / DECODER_FILE, safe_mode=True, compile=False)
+    # One call on a zero batch: Keras' ONNX export refuses a model that has never been called.
+    for model in (encoder, decoder):
+        model(np.zeros((1, *model.input_shape[1:]), np.float32))
     return encoder, decoder
 
 

@@ -117,8 +117,12 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
             t0, start_step = time.perf_counter(), state["step"]
             batches = data.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=state["epoch"],
                                    start_batch=state["batch_in_epoch"], drop_remainder=True)
+            t_first = None  # images/s leaves out the first step of each epoch (it holds XLA/graph compilation)
             for batch in batches:
                 logs = train_fn(batch)
+                if t_first is None:
+                    float(logs["loss"])
+                    t_first = time.perf_counter()
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
                 bar.update(1)
@@ -126,7 +130,9 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                     bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
                 if sigint.raised or state["step"] >= total_steps:
                     break
-            seconds = time.perf_counter() - t0
+            t_end = time.perf_counter()
+            seconds = t_end - t0
+            steady = max(t_end - (t_first or t0), 1e-9)
             state["train_seconds"] += seconds
             if sigint.raised:
                 save_checkpoint(vae_dir, trainer, state)
@@ -137,7 +143,7 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
             entry = {"epoch": state["epoch"], "step": state["step"],
                      **{m.name: float(m.result()) for m in trainer.metrics},
                      **record(final=False), "wall_s": round(seconds, 2),
-                     "images_per_s": round((state["step"] - start_step) * cfg.batch_size / max(seconds, 1e-9), 1),
+                     "images_per_s": round(max(state["step"] - start_step - 1, 0) * cfg.batch_size / steady, 1),
                      "train_seconds": round(state["train_seconds"], 2)}
             history.append(entry)
             bar.write(f"epoch {entry['epoch']}: " + ", ".join(f"{k}={v:.4g}" for k, v in entry.items()

@@ -1,0 +1,63 @@
+import keras
+import numpy as np
+import pytest
+
+from runfs import RunPaths, file_digest, read_json
+from vae.checkpoint import save_final
+from vae.data import Dataset
+from vae.encode import encode_dataset
+from vae.trainer import VAETrainer
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory, tiny_cfg, blob_images):
+    """An (untrained, seeded) tiny VAE saved as a run's final model, then its blob dataset encoded."""
+    run = tmp_path_factory.mktemp("run")
+    keras.utils.set_random_seed(0)
+    trainer = VAETrainer(tiny_cfg)
+    save_final(RunPaths(run).vae, trainer, {"step": 0, "epoch": 0})
+    labels = np.arange(len(blob_images)) % 3
+    data = Dataset("blobs", blob_images[:40], blob_images[40:], labels[:40], labels[40:], ["a", "b", "c"])
+    meta = encode_dataset(run, data, batch_size=16)
+    return run, meta, trainer, data
+
+
+def test_meta_describes_the_latents(encoded):
+    run, meta, _, data = encoded
+    latents = RunPaths(run).latents
+    assert read_json(latents / "meta.json") == meta
+    assert meta["layout"] == "NCHW" and meta["latent_shape"] == [4, 4, 4]
+    assert meta["counts"] == {"train": 40, "val": 8}
+    assert meta["num_classes"] == 3 and meta["class_names"] == ["a", "b", "c"]
+    assert meta["image_size"] == 16 and meta["channels"] == 1 and meta["data"] == "blobs"
+    assert meta["vae_checkpoint"] == file_digest(RunPaths(run).vae / "model")
+    for split, n in (("train", 40), ("val", 8)):
+        mean = np.load(latents / f"{split}_mean.npy")
+        assert mean.dtype == np.float32 and mean.shape == (n, 4, 4, 4)
+        assert np.load(latents / f"{split}_logvar.npy").shape == (n, 4, 4, 4)
+        np.testing.assert_array_equal(np.load(latents / f"{split}_labels.npy"), data.labels(split))
+
+
+def test_latents_are_the_encoder_outputs_transposed_to_nchw(encoded):
+    run, _, trainer, data = encoded
+    mean, logvar = trainer.encoder(data.val_images.astype(np.float32) / 127.5 - 1.0)
+    latents = RunPaths(run).latents
+    np.testing.assert_allclose(np.load(latents / "val_mean.npy"), np.transpose(mean, (0, 3, 1, 2)), atol=1e-5)
+    np.testing.assert_allclose(np.load(latents / "val_logvar.npy"), np.transpose(logvar, (0, 3, 1, 2)), atol=1e-5)
+
+
+def test_scale_factor_makes_posterior_samples_unit_std(encoded):
+    run, meta, _, _ = encoded
+    latents = RunPaths(run).latents
+    mean, logvar = np.load(latents / "train_mean.npy"), np.load(latents / "train_logvar.npy")
+    rng = np.random.default_rng(123)  # fresh noise: not the samples the factor was computed from
+    samples = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
+    assert 0.9 <= float(np.std(samples * meta["scale_factor"])) <= 1.1
+    assert meta["scale_factor"] == pytest.approx(1 / meta["posterior_sample_std"])
+
+
+def test_wrong_image_shape_is_refused(encoded, blob_images):
+    run = encoded[0]
+    rgb = np.repeat(blob_images, 3, axis=-1)
+    with pytest.raises(ValueError, match="trained on"):
+        encode_dataset(run, Dataset("rgb", rgb[:4], rgb[4:8]))
