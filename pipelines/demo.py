@@ -23,10 +23,10 @@ GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "ddim", "--t
 
 def stages(run: RunPaths, args) -> list[tuple[str, list[str], Path]]:
     """(name, command, completion marker) in order; the marker is written only after the command succeeded."""
-    resume = ["--resume"] if (run.vae / "checkpoints").exists() else []
+    resume = ["--resume"] if (run.vae / "checkpoint").exists() else []
     sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, "--guidance-scale", str(args.guidance_scale)]
     return [
-        ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *resume], run.root / ".done" / "vae"),
+        ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *resume], run.vae / "model" / "meta.json"),
         ("encode", ["pipelines/encode.py", "--run", str(run.root)], run.latents / "meta.json"),
         ("export", ["pipelines/export.py", "--run", str(run.root)], run.bridge / "bridge.json"),
         ("diffusion", ["pipelines/train_diffusion.py", "--run", str(run.root)], run.root / ".done" / "diffusion"),
