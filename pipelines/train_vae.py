@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
 CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
                 "channel_mult", "num_res_blocks", "z_channels", "norm_groups", "recon_loss", "kl_weight", "epochs",
-                "max_steps", "batch_size", "lr", "weight_decay", "ema_momentum", "eval_images")
+                "max_steps", "max_train_minutes", "batch_size", "lr", "weight_decay", "ema_momentum", "eval_images")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kl-weight", type=float, help="weight of the KL term (see docs/vae.md for the default)")
     p.add_argument("--epochs", type=int, help="epochs to train")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    p.add_argument("--max-train-minutes", type=float, help="stop once this much training time has passed")
     p.add_argument("--batch-size", type=int, help="images per step")
     p.add_argument("--lr", type=float, help="AdamW learning rate")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="compile the training step with XLA")
     p.add_argument("--eval-images", type=int, help="validation images scored after each epoch")
     p.add_argument("--resume", action="store_true",
-                   help="continue RUN/vae/checkpoint with its saved config (only --epochs/--max-steps may change)")
+                   help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change)")
     return p.parse_args(argv)
 
 
@@ -70,7 +71,8 @@ def resolve_config(args: argparse.Namespace):
         if not config_path.is_file():
             raise SystemExit(f"--resume: {config_path} does not exist; train without --resume first")
         cfg = VAEConfig.from_dict(read_json(config_path))
-        changes = {k: getattr(args, k) for k in ("epochs", "max_steps") if getattr(args, k) is not None}
+        stopping = ("epochs", "max_steps", "max_train_minutes")
+        changes = {k: getattr(args, k) for k in stopping if getattr(args, k) is not None}
         return cfg.replace(**changes)
     cfg = preset(args.preset)
     changes = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}

@@ -39,6 +39,7 @@ class VAEConfig:
     kl_weight: float = 1e-6
     epochs: int = 10
     max_steps: int | None = None
+    max_train_minutes: float | None = None  # stop (and finish normally) once this much training time has passed
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -104,9 +105,10 @@ class VAEConfig:
 # Named presets. `fashion_mnist` is what `make demo` trains: its widths and epochs are the ones measured to
 # reach >= 30 dB validation PSNR within 20 minutes on a 2-core CPU (docs/bench/vae.md).
 PRESETS: dict[str, VAEConfig] = {
-    "fashion_mnist": VAEConfig(extra={"preset": "fashion_mnist"}),
+    "fashion_mnist": VAEConfig(base_channels=16, channel_mult=(1, 2, 4), batch_size=32, epochs=3,
+                               max_train_minutes=19.0, extra={"preset": "fashion_mnist"}),
     "photos64": VAEConfig(
-        data="folder", image_size=64, channels=3, base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1,
+        data="folder", image_size=64, channels=3, base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=1,
         epochs=20, batch_size=32, extra={"preset": "photos64"},
     ),
     "tiny": VAEConfig(

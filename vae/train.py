@@ -111,6 +111,10 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
         save_pair_grid(vae_dir / f"recon_epoch{state['epoch']:03d}.png", images_to_float(grid_images).numpy(), recon)
         return scored
 
+    def out_of_time(epoch_seconds: float) -> bool:
+        limit = cfg.max_train_minutes
+        return limit is not None and state["train_seconds"] + epoch_seconds >= 60 * limit
+
     with _SigintFlag() as sigint, tqdm(total=total_steps, initial=state["step"], desc="train VAE", unit="step") as bar:
         while state["step"] < total_steps:
             trainer.reset_metrics()
@@ -128,7 +132,7 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                 bar.update(1)
                 if state["step"] % 25 == 0:
                     bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
-                if sigint.raised or state["step"] >= total_steps:
+                if sigint.raised or state["step"] >= total_steps or out_of_time(time.perf_counter() - t0):
                     break
             t_end = time.perf_counter()
             seconds = t_end - t0
@@ -153,6 +157,9 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                 state["batch_in_epoch"] = 0
             save_checkpoint(vae_dir, trainer, state)
             write_json(vae_dir / "metrics.json", {"epochs": history})
+            if out_of_time(0.0):
+                bar.write(f"stopping: {cfg.max_train_minutes} minutes of training reached (--max-train-minutes)")
+                break
 
     if cfg.ema:
         # Keras' AdamW kept the moving averages; copy them into the model before the final score and save.
