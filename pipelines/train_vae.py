@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the training step with XLA")
     p.add_argument("--eval-images", type=int, help="validation images scored after each epoch")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change)")
     return p.parse_args(argv)
@@ -86,6 +88,10 @@ def resolve_config(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.overwrite and args.resume:
+        raise SystemExit("--overwrite and --resume exclude each other")
+    if args.overwrite:
+        shutil.rmtree(Path(args.run) / "vae", ignore_errors=True)
     try:
         cfg = resolve_config(args)
     except ValueError as e:

@@ -72,7 +72,8 @@ class _SigintFlag:
 def _start(cfg: VAEConfig, vae_dir: Path, resume: bool) -> tuple[VAETrainer, dict[str, Any], list[dict]]:
     if not resume and (vae_dir / CHECKPOINT).exists():
         raise FileExistsError(
-            f"{vae_dir} already holds a VAE checkpoint; pass --resume to continue it or choose a new --run folder"
+            f"{vae_dir} already holds a VAE checkpoint; pass --resume to continue it, --overwrite to start "
+            f"again, or choose a new --run folder"
         )
     keras.utils.set_random_seed(cfg.seed)
     trainer = VAETrainer(cfg)
