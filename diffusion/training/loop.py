@@ -22,6 +22,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
+from diffusion.nn import to_preferred_format
 from diffusion.resample import LossSecondMomentResampler, ScheduleSampler
 from diffusion.training import checkpoint as ckpt
 from diffusion.training.config import TrainConfig
@@ -60,7 +61,7 @@ class TrainLoop:
         self.use_labels = use_labels and data.labels is not None
         self.null_label, self.progress = null_label, progress
         self.out_dir, self.run_config = Path(out_dir), run_config
-        self.model = model.to(dist.device)
+        self.model = to_preferred_format(model.to(dist.device))  # channels_last on the CPU: faster steps
         self.ddp_model = DDP(self.model) if dist.world_size > 1 else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema_rates, cfg.ema_warmup)
@@ -124,7 +125,8 @@ class TrainLoop:
             y = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, self.null_label, y)
         shard = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
         dev = self.dist.device
-        return (x[shard].to(dev), t[shard].to(dev), w[shard].to(dev), noise[shard].to(dev),
+        x, noise = (to_preferred_format(v[shard].to(dev)) for v in (x, noise))
+        return (x, t[shard].to(dev), w[shard].to(dev), noise,
                 None if y is None else y[shard].to(dev))
 
     def run_step(self, acc: LossAccumulator) -> float:
