@@ -27,12 +27,13 @@ def ema_filename(rate: float) -> str:
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Complete checkpoint folders below `root`, oldest first (a folder counts once meta.json is in it)."""
+    """Complete checkpoint folders below `root`, oldest first (folders appear whole: config.json and meta.json
+    mark one; a packed run may hold only EMA weights)."""
     root = Path(root)
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found) if (p / "meta.json").is_file() and (p / "model.safetensors").is_file()]
+    return [p for _, p in sorted(found) if (p / "meta.json").is_file() and (p / "config.json").is_file()]
 
 
 def latest_checkpoint(root: str | os.PathLike) -> Path | None:

@@ -61,3 +61,18 @@ def test_user_errors_are_explained(tiny_pipeline_run, tmp_path):
     assert no_classifier.returncode == 2 and "train_classifier.py" in no_classifier.stderr
     bad_ema = sample(tiny_pipeline_run, "--ema", "0.5", check=False)
     assert bad_ema.returncode == 2 and "no EMA weights for rate 0.5; available: ['0.9']" in bad_ema.stderr
+
+
+def test_packed_run_samples_like_the_full_run(tiny_pipeline_run, tmp_path):
+    """package_run.py keeps decoder + one EMA set (fp16 here); sampling it matches the full run closely."""
+    from pipelines.package_run import main as package
+
+    assert package(["--run", str(tiny_pipeline_run), "--out", str(tmp_path / "packed"), "--fp16"]) == 0
+    args = ["--num-samples", "4", "--timestep-respacing", "ddim4", "--seed", "3"]
+    sample(tiny_pipeline_run, *args, "--out", str(tmp_path / "full"))
+    sample(tmp_path / "packed", *args, "--out", str(tmp_path / "small"))
+    full = np.load(tmp_path / "full" / "samples_4x16x16x1.npz")["arr_0"].astype(int)
+    small = np.load(tmp_path / "small" / "samples_4x16x16x1.npz")["arr_0"].astype(int)
+    assert np.abs(full - small).max() <= 3  # float16 weights: a few grey levels at most
+    raw = sample(tmp_path / "packed", "--ema", "none", check=False)
+    assert raw.returncode == 2 and "model.safetensors does not exist" in raw.stderr

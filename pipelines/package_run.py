@@ -1,0 +1,66 @@
+"""Pack a trained run into a small, self-contained folder for sampling (what pretrained/fmnist ships).
+
+Copies the ONNX decoder and encoder with bridge.json, and from the newest diffusion checkpoint its config.json,
+meta.json and ONE set of EMA weights (optionally in float16: half the size; the U-Net computes in float32).
+`python pipelines/sample.py --run OUT` then works as on the full run. Written atomically.
+
+    python pipelines/package_run.py --run runs/demo-train --out pretrained/fmnist --fp16
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from diffusion.sampling import find_checkpoint
+from diffusion.training import checkpoint as ckpt
+from pipelines.cli import make_parser
+from runfs import RunPaths, atomic_dir, read_json, write_json
+
+
+def package(run: RunPaths, out: Path, ema: str | None, fp16: bool) -> int:
+    """Returns the packed size in bytes."""
+    source = find_checkpoint(run.diffusion, "train_diffusion")
+    rates = read_json(source / "meta.json")["ema_rates"]
+    rate = ema or str(rates[0])
+    weights = ckpt.load_weights(source / f"ema_{rate}.safetensors")
+    if fp16:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    with atomic_dir(out) as tmp:
+        (tmp / "bridge").mkdir()
+        spec = read_json(run.bridge / "bridge.json")
+        for part in ("decoder", "encoder"):
+            shutil.copy2(run.bridge / spec[part]["file"], tmp / "bridge" / spec[part]["file"])
+        write_json(tmp / "bridge" / "bridge.json", spec)
+        step_dir = tmp / "diffusion" / source.name
+        step_dir.mkdir(parents=True)
+        shutil.copy2(source / "config.json", step_dir / "config.json")
+        meta = read_json(source / "meta.json")
+        write_json(step_dir / "meta.json", {**meta, "ema_rates": [float(rate)], "packed_from": str(source),
+                                            "weights_dtype": "float16" if fp16 else "float32"})
+        save_file({k: v.contiguous() for k, v in weights.items()}, step_dir / f"ema_{rate}.safetensors")
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--run", required=True, help="a complete run folder (bridge/ and diffusion/)")
+    parser.add_argument("--out", required=True, help="the packed folder to write")
+    parser.add_argument("--ema", default=None, help="EMA rate to keep (default: the checkpoint's first)")
+    parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    args = parser.parse_args(argv)
+    try:
+        size = package(RunPaths(args.run), Path(args.out), args.ema, args.fp16)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"packed {args.run} -> {args.out}: {size / 2**20:.1f} MiB ({torch.__version__})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
