@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (the U-Net and the decoder)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="run the U-Net in torch, or export it to ONNX once (cached beside the checkpoint) and run "
+                        "it in onnxruntime: sampling with onnxruntime alone")
     p.add_argument("--decode-batch", type=int, default=64, help="decoder micro-batch (bounds memory)")
     p.add_argument("--pixels", action="store_true", help="a pixel-space model (DIR/pixel_diffusion), no decoder")
     p.add_argument("--out", default=None, help="output folder (default: DIR/samples)")
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         root = run.root / "pixel_diffusion" if args.pixels else run.diffusion
         loaded = load_diffusion_checkpoint(args.checkpoint or root, ema=args.ema, device=device)
         unet = loaded.unet
+        if args.backend == "onnx":
+            loaded.model = onnx_unet(loaded, args.device)
         decoder = None
         if not args.pixels:
             from bridge.runtime import load_decoder  # torch + onnxruntime only
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         tick = time.perf_counter()
     images = np.concatenate(chunks)
     labels_np = None if labels is None else np.concatenate(label_chunks)
-    info = {"checkpoint": str(loaded.path), "weights": loaded.weights, "sampler": args.sampler,
+    info = {"checkpoint": str(loaded.path), "weights": loaded.weights, "backend": args.backend,
+            "sampler": args.sampler,
             "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler], "eta": args.eta,
             "guidance_scale": guidance, "classifier_scale": args.classifier_scale, "seed": args.seed,
             "device": str(device), "decoder_provider": getattr(decoder, "provider", None),
@@ -118,6 +124,19 @@ def main(argv: list[str] | None = None) -> int:
           f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or str(device)}) "
           f"-> {out}")
     return 0
+
+
+def onnx_unet(loaded, device: str):
+    """The checkpoint's U-Net in onnxruntime, exported on first use to CHECKPOINT/<weights>.onnx."""
+    from bridge.unet_onnx import OnnxUNet, export_unet_onnx
+
+    unet = loaded.unet
+    path = loaded.path / (loaded.weights.removesuffix(".safetensors") + ".onnx")
+    if not path.is_file():
+        rows = (unet.num_classes + int(unet.null_class)) if unet.class_cond else None
+        print(f"exporting the U-Net to {path} (once) ...", flush=True)
+        export_unet_onnx(loaded.model.float(), path, (2, unet.in_channels, unet.image_size, unet.image_size), rows)
+    return OnnxUNet(path, device=device)
 
 
 def _sync(device: torch.device) -> None:

@@ -76,3 +76,14 @@ def test_packed_run_samples_like_the_full_run(tiny_pipeline_run, tmp_path):
     assert np.abs(full - small).max() <= 3  # float16 weights: a few grey levels at most
     raw = sample(tmp_path / "packed", "--ema", "none", check=False)
     assert raw.returncode == 2 and "model.safetensors does not exist" in raw.stderr
+
+
+def test_onnx_backend_matches_torch(tiny_pipeline_run, tmp_path):
+    """--backend onnx: the U-Net exported once and run in onnxruntime gives the torch backend's images."""
+    args = ["--num-samples", "4", "--timestep-respacing", "ddim4", "--class-label", "2"]
+    sample(tiny_pipeline_run, *args, "--out", str(tmp_path / "torch"))
+    out = sample(tiny_pipeline_run, *args, "--backend", "onnx", "--out", str(tmp_path / "onnx"))
+    assert "HEAVY []" in out.stdout
+    a, b = (np.load(tmp_path / d / "samples_4x16x16x1.npz")["arr_0"].astype(int) for d in ("torch", "onnx"))
+    assert np.abs(a - b).max() <= 1
+    assert json.loads((tmp_path / "onnx" / "info.json").read_text())["backend"] == "onnx"
