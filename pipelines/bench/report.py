@@ -39,7 +39,8 @@ def markdown(report: dict[str, Any]) -> str:
         f" torch {m['versions'].get('torch')}, onnxruntime {ort_version}",
         f"Preset {cfg['preset']}, device {cfg['device']}, train batch {cfg['batch_size']}, sample batch "
         f"{cfg['sample_batch']}, {cfg['steps']} DDIM steps, median of {cfg['repeats']} after {cfg['warmup']} "
-        f"warm-up; memory = {report['memory_measure']}; budget {cfg['budget_gib']} GiB",
+        f"warm-up; memory = {report['memory_measure']}; budget {cfg['budget_gib']} GiB; load average "
+        f"{report.get('load_average_before')} before, {m.get('load_average')} after (timings need an idle machine)",
         "",
         "| case | input CxHxW | params | train s/step | train peak MiB | 1 step s | decode s | "
         f"{cfg['steps']} steps + decode s | sample peak MiB | max train batch |",

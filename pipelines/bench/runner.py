@@ -44,7 +44,8 @@ def machine() -> dict[str, Any]:
             pass
     return {"cpu": cpu, "logical_cores": os.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
             "memory_gib": round(psutil.virtual_memory().total / GIB, 1), "torch_threads": torch.get_num_threads(),
-            "gpu": gpu, "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
+            "gpu": gpu, "load_average": [round(v, 2) for v in os.getloadavg()],
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
 
 
 def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -111,6 +112,7 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, run_dir: str | None = None, s
     vae_base = (run_vae_config(run_dir) if run_dir else None) or vae_preset(cfg.vae_preset)
     cases, skipped = build_cases(cfg, vae_base)
     decoders = prepare_decoders(cases, out_dir / "decoder_cache", run_dir)
+    load_before = [round(v, 2) for v in os.getloadavg()]  # other processes on the machine distort the timings
     results = []
     for case in tqdm(cases, desc="benchmark cases", file=sys.stderr, disable=not progress):
         decoder = decoders.get(case.name)
@@ -127,7 +129,8 @@ def run_benchmark(cfg: BenchConfig, out_dir: Path, run_dir: str | None = None, s
                        "step_speedup": ratio(pixel, latent, "sample", "step_seconds"),
                        "sample_e2e_speedup": ratio(pixel, latent, "sample", "end_to_end_seconds"),
                        "sample_memory_ratio": ratio(pixel, latent, "sample", "peak_bytes")})
-    return {"config": asdict(cfg), "search": search, "run": run_dir, "machine": machine(), "skipped": skipped,
+    return {"config": asdict(cfg), "search": search, "run": run_dir, "machine": machine(),
+            "load_average_before": load_before, "skipped": skipped,
             "cases": results, "ratios": ratios,
             "memory_measure": "torch.cuda.max_memory_allocated (+ NVML process memory)" if cfg.device.startswith(
                 "cuda") else "peak RSS of a fresh process minus its RSS after imports"}

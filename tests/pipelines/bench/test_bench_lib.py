@@ -47,8 +47,10 @@ def test_too_small_latent_is_skipped_with_the_reason():
 
 
 def test_vae_design_extends_levels_for_larger_factors():
-    cfg = vae_at(vae_preset("fashion_mnist"), 64, 3, 8, 4)
-    assert cfg.downsample_factor == 8 and cfg.channel_mult == (1, 2, 2, 2) and cfg.latent_size == 8
+    base = vae_preset("tiny").replace(channel_mult=(1, 2, 4))  # f = 4
+    cfg = vae_at(base, 64, 3, 8, 4)
+    assert cfg.downsample_factor == 8 and cfg.channel_mult == (1, 2, 4, 4) and cfg.latent_size == 8
+    assert vae_at(base, 64, 1, 2, 4).channel_mult == (1, 2) and cfg.base_channels == base.base_channels
 
 
 def test_bad_config_messages():
