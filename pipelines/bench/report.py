@@ -87,6 +87,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="output resolution (px)", title=title)
         ax.set_xticks(sorted({r["size"] for r in report["cases"]}), labels=None)
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the measured sizes
         ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
