@@ -56,7 +56,7 @@ def apply_args(base: T, args: argparse.Namespace) -> T:
 
 def run_training(build) -> int:
     """Build a training session with `build()`, run it, and turn the user's errors into messages and exit codes
-    (2: bad input, 3: diverged); DDP process groups are always torn down."""
+    (2: bad input, 3: diverged, 130: interrupted and saved); DDP process groups are always torn down."""
     from diffusion.training import TrainingDiverged
     from diffusion.training.distributed import cleanup_distributed
 
@@ -71,7 +71,8 @@ def run_training(build) -> int:
         return 2
     finally:
         cleanup_distributed()
+    interrupted = session.loop.stop_requested
     if session.dist.is_main:
-        state = "interrupted; rerun the same command to continue" if session.loop.stop_requested else "done"
+        state = "interrupted; rerun the same command to continue" if interrupted else "done"
         print(f"{state}: step {session.loop.step}, checkpoint {last}")
-    return 0
+    return 130 if interrupted else 0  # a caller (make, demo.py) must not take an interrupted run as complete
