@@ -78,3 +78,17 @@ def test_config_mixin_round_trip_and_unknown_keys(tmp_path):
     assert cfg.replace(name="y") == Cfg(lr=2e-4, name="y")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['bogus'\].*valid keys are \['lr', 'name'\]"):
         Cfg.from_dict({"lr": 1.0, "bogus": 2})
+
+
+def test_written_files_and_folders_get_umask_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "f.json", {})
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
