@@ -65,10 +65,11 @@ class TrainConfig(ConfigMixin):
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # 8x8x4 Fashion-MNIST latents on a 2-core CPU: ~0.57 s per step, so 1,400 steps (3 epochs) is about 13
-    # minutes (docs/benchmarks.md); the EMA warm-up lets a short run use its EMA weights.
+    # 8x8x4 Fashion-MNIST latents on a 2-core CPU: ~0.64 s per step, so 2,300 steps (5 epochs) is about 25
+    # minutes (docs/benchmarks.md: 1,400 steps still left half the samples as noise); the EMA warm-up lets a
+    # short run use its EMA weights.
     "fmnist-latent": TrainConfig(
-        batch_size=128, lr=3e-4, weight_decay=0.0, ema_rate="0.999", max_steps=1400, save_interval=200,
+        batch_size=128, lr=3e-4, weight_decay=0.0, ema_rate="0.999", max_steps=2300, save_interval=200,
         log_interval=20, ema_warmup=True, grad_clip=1.0, cfg_dropout=0.1,
     ),
     "fmnist-pixel": TrainConfig(
