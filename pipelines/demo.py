@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     run = RunPaths(args.run)
     timings: dict[str, float | None] = {}
     if args.train:
-        for i, (name, command, marker) in enumerate(stages(run, args)):
-            timings[name] = run_stage(name, command, marker, force=name == "sample" and i > 0)
+        for name, command, marker in stages(run, args):
+            timings[name] = run_stage(name, command, marker, force=name == "sample")  # sampling is seconds: redo
     else:
         pretrained = Path(args.pretrained)
         if not (pretrained / "bridge" / "bridge.json").is_file():

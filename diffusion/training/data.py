@@ -66,8 +66,9 @@ class LatentData(TrainData):
         return tuple(self.mean.shape[1:])  # type: ignore[return-value]
 
     def draw(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(self.mean[indices].shape, generator=generator)
-        return self.scale_factor * (self.mean[indices] + self.std[indices] * noise)
+        mean = self.mean[indices]
+        noise = torch.randn(mean.shape, generator=generator)
+        return self.scale_factor * (mean + self.std[indices] * noise)
 
     @classmethod
     def from_run(cls, latents_dir: str | os.PathLike, split: str = "train") -> LatentData:
