@@ -10,6 +10,7 @@ folder atomically, and only when onnxruntime reproduces Keras to `tolerance` on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -22,6 +23,7 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
+from bridge.groupnorm import GroupNormSpec, fuse_group_norms
 from bridge.spec import BRIDGE_JSON, DECODER_FILE, ENCODER_FILE, FORMAT_VERSION
 from runfs import atomic_dir, file_digest, write_json
 
@@ -64,8 +66,11 @@ def _rename_outputs(model: onnx.ModelProto, names: list[str]) -> None:
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
 
 
-def to_onnx(model: keras.Model, output_names: list[str], opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Convert a single-input functional Keras model (batch axis dynamic); the input keeps the Keras input's name."""
+def to_onnx(model: keras.Model, output_names: list[str], opset: int = DEFAULT_OPSET,
+            fuse_norms: bool = True) -> onnx.ModelProto:
+    """Convert a single-input functional Keras model (batch axis dynamic); the input keeps the Keras input's name.
+
+    With `fuse_norms`, each GroupNormalization becomes one InstanceNormalization kernel (bridge.groupnorm)."""
     spec = model.inputs[0]
     signature = [tf.TensorSpec((None, *spec.shape[1:]), tf.float32, name=spec.name)]
 
@@ -74,10 +79,41 @@ def to_onnx(model: keras.Model, output_names: list[str], opset: int = DEFAULT_OP
         outputs = model(x, training=False)
         return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
-    proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=opset)
+    norms = _group_norm_layers(model) if fuse_norms else []
+    with _traced_names(norms):
+        proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=opset)
+        specs = [_group_norm_spec(layer) for layer in norms]
     _rename_outputs(proto, output_names)
+    fuse_group_norms(proto, specs)
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+def _group_norm_layers(model: keras.Model) -> list[keras.layers.GroupNormalization]:
+    """Every channels-last GroupNormalization layer inside `model`, nested models included."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.GroupNormalization) and layer.axis in (-1, 3)]
+
+
+@contextlib.contextmanager
+def _traced_names(layers: list[keras.layers.Layer]):
+    """Give `layers` names that no other layer's TensorFlow name scope can be mistaken for while tracing
+    (Keras' own "group_normalization" and "group_normalization_1" are ambiguous once TF appends "_1")."""
+    original = [layer.name for layer in layers]
+    try:
+        for i, layer in enumerate(layers):
+            layer.name = f"groupnorm{i}x"
+        yield
+    finally:
+        for layer, name in zip(layers, original, strict=True):
+            layer.name = name
+
+
+def _group_norm_spec(layer: keras.layers.GroupNormalization) -> GroupNormSpec:
+    channels = int(layer.input.shape[-1])
+    gamma = layer.gamma.numpy() if layer.scale else np.ones(channels, np.float32)
+    beta = layer.beta.numpy() if layer.center else np.zeros(channels, np.float32)
+    return GroupNormSpec(layer.name, int(layer.groups), float(layer.epsilon), np.asarray(gamma), np.asarray(beta))
 
 
 def _predict(model: keras.Model, x: np.ndarray, batch: int) -> list[np.ndarray]:

@@ -26,6 +26,7 @@ class TrainConfig(ConfigMixin):
     grad_clip: float = 0.0  # max global gradient norm (0: off)
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     cfg_dropout: float = 0.0  # share of labels replaced by the null class (classifier-free guidance)
+    snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023; 5 is their default; 0: off)
     seed: int = 0
     keep: int = 3  # how many checkpoint folders to keep
 
@@ -39,6 +40,8 @@ class TrainConfig(ConfigMixin):
             problems.append(f"precision must be 'fp32' or 'bf16' (got {self.precision!r})")
         if not 0.0 <= self.cfg_dropout < 1.0:
             problems.append(f"cfg_dropout must be in [0, 1) (got {self.cfg_dropout})")
+        if self.snr_gamma < 0:
+            problems.append(f"snr_gamma must be >= 0 (0: off; got {self.snr_gamma})")
         if self.keep < 1:
             problems.append(f"keep must be >= 1 (got {self.keep})")
         if self.save_interval < 1 or self.log_interval < 1:

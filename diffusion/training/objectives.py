@@ -5,14 +5,43 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from diffusion.gaussian_diffusion import ModelMeanType
 from diffusion.training.loop import Objective
 
 
-def diffusion_objective(diffusion) -> Objective:
-    """guided-diffusion's `training_losses` (loss, plus mse/vb where the loss type has them)."""
+def min_snr_weight(alphas_cumprod, t: torch.Tensor, gamma: float, mean_type: ModelMeanType) -> torch.Tensor:
+    """Min-SNR-gamma weight of each example's mse term [N] (Hang et al. 2023, "Efficient Diffusion Training via
+    Min-SNR Weighting Strategy", sec. 3.4): min(SNR_t, gamma) on the x0 loss, which is min(SNR_t, gamma) / SNR_t
+    on the eps loss and min(SNR_t, gamma) / (SNR_t + 1) on the v loss; SNR_t = alpha_bar_t / (1 - alpha_bar_t)."""
+    alpha_bar = torch.as_tensor(alphas_cumprod, dtype=torch.float64, device=t.device)[t]
+    snr = alpha_bar / (1.0 - alpha_bar)
+    clipped = snr.clamp(max=gamma)
+    if mean_type == ModelMeanType.EPSILON:
+        weight = clipped / snr
+    elif mean_type == ModelMeanType.VELOCITY:
+        weight = clipped / (snr + 1.0)
+    elif mean_type == ModelMeanType.START_X:
+        weight = clipped
+    else:
+        raise ValueError(f"--snr-gamma needs an eps, x0 or v parameterisation, not {mean_type.name.lower()}")
+    return weight.float()
+
+
+def diffusion_objective(diffusion, snr_gamma: float = 0.0) -> Objective:
+    """guided-diffusion's `training_losses` (loss, plus mse/vb where the loss type has them); with `snr_gamma` > 0
+    the mse term of "loss" is min-SNR weighted ("mse" itself stays unweighted, so logs stay comparable)."""
+    if snr_gamma > 0:
+        if diffusion.loss_type.is_vb():
+            raise ValueError("--snr-gamma weights the mse loss; it cannot be combined with --use-kl")
+        min_snr_weight(diffusion.alphas_cumprod, torch.zeros(1, dtype=torch.long), snr_gamma,
+                       diffusion.model_mean_type)  # the parameterisation is checked here, not at step 1
 
     def losses(model, x_start, t, y, noise):
-        return diffusion.training_losses(model, x_start, t, model_kwargs={} if y is None else {"y": y}, noise=noise)
+        terms = diffusion.training_losses(model, x_start, t, model_kwargs={} if y is None else {"y": y}, noise=noise)
+        if snr_gamma > 0:
+            weight = min_snr_weight(diffusion.alphas_cumprod, t, snr_gamma, diffusion.model_mean_type)
+            terms["loss"] = weight * terms["mse"] + terms["vb"] if "vb" in terms else weight * terms["mse"]
+        return terms
 
     return losses
 

@@ -54,7 +54,8 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
             raise ValueError("--cfg-dropout needs a class-conditional model with a null class "
                              "(labelled data and --null-class)")
         model, process = create_model_and_diffusion(unet, diffusion)
-        objective, null_label, use_labels = diffusion_objective(process), unet.null_label, unet.class_cond
+        objective = diffusion_objective(process, train.snr_gamma)
+        null_label, use_labels = unet.null_label, unet.class_cond
         run_config = {"kind": "diffusion", "model": unet.to_dict(), "diffusion": diffusion.to_dict(), **common}
     elif kind == "classifier":
         if data.num_classes is None:

@@ -33,6 +33,12 @@ def build_tiny_vae(seed: int = 0):
         y = layers.Activation("swish")(layers.GroupNormalization(4)(y))
         y = layers.Conv2D(8, 3, padding="same")(layers.UpSampling2D(2)(y))
     decoder = keras.Model(latents, layers.Conv2D(CHANNELS, 3, padding="same")(y), name="tiny_decoder")
+    # Trained-looking GroupNorm affine weights (not 1/0), so the fused ONNX normalisation is checked with them.
+    rng = np.random.default_rng(seed)
+    for layer in encoder.layers + decoder.layers:
+        if isinstance(layer, layers.GroupNormalization):
+            layer.gamma.assign(rng.normal(1.0, 0.3, layer.gamma.shape).astype(np.float32))
+            layer.beta.assign(rng.normal(0.0, 0.3, layer.beta.shape).astype(np.float32))
     return encoder, decoder
 
 
