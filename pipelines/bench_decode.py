@@ -1,22 +1,23 @@
 """Benchmark: VAE decode throughput, onnxruntime (bridge.runtime) vs Keras `predict`, at one batch size on the CPU.
 
-Uses the run's trained VAE and bridge when --run names one with vae/ (exporting to a temporary folder if it has no
-bridge/ yet); otherwise a decoder built with vae/'s builders at --preset (random weights: throughput does not
-depend on the weights). Prints images per second for each engine and the ratio, measured in one process.
+Uses the run's trained VAE when --run names one with vae/, otherwise a decoder built with vae/'s builders at
+--preset (random weights: throughput does not depend on the weights), exported afresh to a temporary folder by
+the current exporter. Prints images per second for each engine and the ratio, measured in one process;
+--profile adds plain onnxruntime sessions (threads, spinning, optimisation level, GroupNorm not fused).
 
-Example:  flock /tmp/ldm-heavy.lock python pipelines/bench_decode.py --run runs/demo
+Example:  python pipelines/bench_decode.py --profile
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from pipelines.bench.timing import median_seconds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,18 +32,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def images_per_second(fn: Callable[[], object], images: int, repeats: int) -> float:
-    fn()  # warm-up: graph tracing, session arena allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return images / statistics.median(times)
+    """Images per second of `fn` (median of `repeats` timed calls after one warm-up call)."""
+    return images / median_seconds(fn, warmup=1, repeats=repeats)
 
 
 def bridge_for(args: argparse.Namespace, workdir: Path):
-    """(keras decoder, bridge folder, where the weights came from)."""
-    from bridge.export import export_bridge
+    """(keras decoder, bridge folder, where the weights came from), exported afresh into `workdir` so that the
+    figures are those of the current exporter; also writes workdir/decoder_unfused.onnx (GroupNorm as tf2onnx
+    emits it) for the profile."""
+    from bridge.export import export_bridge, to_onnx, wrap_decoder
     from runfs import RunPaths
 
     run = RunPaths(args.run)
@@ -51,8 +49,6 @@ def bridge_for(args: argparse.Namespace, workdir: Path):
 
         cfg, encoder, decoder = load_vae(run.vae)
         source = f"trained VAE of {run.root}"
-        if (run.bridge / "bridge.json").is_file():
-            return decoder, run.bridge, source
     else:
         from vae.config import preset
         from vae.model import build_decoder, build_encoder
@@ -60,31 +56,39 @@ def bridge_for(args: argparse.Namespace, workdir: Path):
         cfg = preset(args.preset)
         encoder, decoder = build_encoder(cfg), build_decoder(cfg)
         source = f"untrained vae/ preset {args.preset!r} (no VAE in {run.root})"
-    latents = np.random.default_rng(0).standard_normal((16, cfg.z_channels, cfg.latent_size, cfg.latent_size))
+    latent_shape = (cfg.z_channels, cfg.latent_size, cfg.latent_size)
+    latents = np.random.default_rng(0).standard_normal((16, *latent_shape))
     export_bridge(encoder, decoder, workdir / "bridge", scale_factor=1.0, real_latents=latents.astype(np.float32),
                   image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint="bench", num_random=16)
+    import onnx
+
+    unfused = to_onnx(wrap_decoder(decoder, 1.0, latent_shape), ["images"], fuse_norms=False)
+    onnx.save(unfused, workdir / "decoder_unfused.onnx")
     return decoder, workdir / "bridge", source
 
 
-def profile(path: Path, scaled: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
-    """Plain onnxruntime sessions at each intra-op thread count and optimisation level (what limits the speed-up)."""
+def profile(path: Path, unfused: Path, scaled: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
+    """Plain onnxruntime sessions at each intra-op thread count and optimisation level, and the graph without the
+    GroupNorm fusion (what limits the speed-up, and what the fusion brings)."""
     import onnxruntime as ort
 
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
     figures = {}
-    variants = [(1, "basic", True), (1, "all", True), (2, "basic", True), (2, "all", True), (2, "all", False)]
-    for threads, name, spinning in variants:
+    variants = [(1, "basic", True, path), (1, "all", True, path), (2, "basic", True, path), (2, "all", True, path),
+                (2, "all", False, path), (2, "all", True, unfused)]
+    for threads, name, spinning, graph in variants:
         options = ort.SessionOptions()
         options.graph_optimization_level, options.intra_op_num_threads = levels[name], threads
         # Spinning worker threads cut wake-up latency but burn a core that other processes may need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
         def run(session=session) -> None:
             for i in range(0, len(scaled), args.batch):
                 session.run(None, {"latents": scaled[i : i + args.batch]})
 
-        key = f"ort_session_threads{threads}_opt_{name}" + ("" if spinning else "_nospin")
+        key = (f"ort_session_threads{threads}_opt_{name}" + ("" if spinning else "_nospin")
+               + ("_unfused_groupnorm" if graph == unfused else ""))
         figures[key] = images_per_second(run, len(scaled), args.repeats)
     return figures
 
@@ -107,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "onnxruntime": images_per_second(lambda: onnx_decoder.decode(scaled), n, args.repeats),
         }
         if args.profile:
-            figures.update(profile(onnx_decoder.spec.decoder_path, scaled.numpy(), args))
+            figures.update(profile(onnx_decoder.spec.decoder_path, Path(tmp) / "decoder_unfused.onnx", scaled.numpy(),
+                                   args))
     print(f"decoder: {source}; latents {onnx_decoder.latent_shape} -> images "
           f"{onnx_decoder.image_size}x{onnx_decoder.image_size}x{onnx_decoder.channels}")
     print(f"batch {args.batch}, {n} images per repeat, median of {args.repeats}; "

@@ -47,6 +47,23 @@ def latents_run(tmp_path):
     return tmp_path
 
 
+def make_tiny_vae_run(root):
+    """RunPaths of a new run folder holding an untrained VAE at the `tiny` preset (16x16x1 -> 4x4x4) in vae/'s own
+    checkpoint format; returns (run, config, encoder, decoder)."""
+    from runfs import RunPaths
+    from vae.config import preset
+    from vae.model import build_decoder, build_encoder, save_models
+
+    cfg = preset("tiny")
+    run = RunPaths(root)
+    model_dir = run.vae / "model"
+    model_dir.mkdir(parents=True)
+    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
+    save_models(model_dir, encoder, decoder)
+    write_json(model_dir / "config.json", cfg.to_dict())
+    return run, cfg, encoder, decoder
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline_run(tmp_path_factory):
     """A complete run folder made by the project's own code at toy size: a tiny VAE (16x16x1 -> 4x4x4),
@@ -54,17 +71,9 @@ def tiny_pipeline_run(tmp_path_factory):
     from diffusion.training import LatentData, TrainConfig
     from diffusion.training.session import build_training
     from pipelines.export import main as export_main
-    from runfs import RunPaths, write_npy
-    from vae.config import preset
-    from vae.model import build_decoder, build_encoder, save_models
+    from runfs import write_npy
 
-    cfg = preset("tiny")
-    run = RunPaths(tmp_path_factory.mktemp("runs") / "tiny")
-    model_dir = run.vae / "model"
-    model_dir.mkdir(parents=True)
-    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
-    save_models(model_dir, encoder, decoder)
-    write_json(model_dir / "config.json", cfg.to_dict())
+    run, cfg, encoder, _ = make_tiny_vae_run(tmp_path_factory.mktemp("runs") / "tiny")
     rng = np.random.default_rng(0)
     moments = {}
     for split, n in (("train", 32), ("val", 16)):

@@ -6,21 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from runfs import RunPaths, write_json, write_npy
+from runfs import write_json, write_npy
+from tests.conftest import make_tiny_vae_run
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from vae.config import preset
-    from vae.model import build_decoder, build_encoder, save_models
-
-    cfg = preset("tiny")
-    run = RunPaths(tmp_path_factory.mktemp("runs") / "tiny")
-    model_dir = run.vae / "model"
-    model_dir.mkdir(parents=True)
-    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
-    save_models(model_dir, encoder, decoder)
-    write_json(model_dir / "config.json", cfg.to_dict())
+    run, cfg, encoder, decoder = make_tiny_vae_run(tmp_path_factory.mktemp("runs") / "tiny")
     images = np.random.default_rng(0).uniform(-1, 1, (20, cfg.image_size, cfg.image_size, cfg.channels))
     mean = encoder.predict(images.astype(np.float32), verbose=0)[0].transpose(0, 3, 1, 2)  # NCHW, unscaled
     write_npy(run.latents / "val_mean.npy", np.ascontiguousarray(mean, dtype=np.float32))
