@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"batch {args.batch}, {n} images per repeat, median of {args.repeats}; "
           f"torch threads {torch.get_num_threads()}, onnxruntime intra-op threads = physical cores")
     for name, value in figures.items():
-        print(f"  {name:32s} {value:9.1f} images/s")
+        print(f"  {name:50s} {value:9.1f} images/s")
     print(f"onnxruntime / keras predict: {figures['onnxruntime'] / figures['keras_predict']:.2f}x")
     return figures
 

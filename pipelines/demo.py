@@ -19,14 +19,17 @@ from runfs import RunPaths, write_json
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained" / "fmnist"
 GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "ddim", "--timestep-respacing", "ddim50"]
+# The demo's time budget (30 minutes on 2 cores for every stage): the VAE gets 11 of them (its preset alone would
+# take 19 for a 0.3 dB better PSNR), the diffusion preset ~15 (docs/benchmarks.md).
+DEMO_VAE = ["--max-train-minutes", "11"]
 
 
 def stages(run: RunPaths, args) -> list[tuple[str, list[str], Path]]:
     """(name, command, completion marker) in order; the marker is written only after the command succeeded."""
-    resume = ["--resume"] if (run.vae / "checkpoint").exists() else []
+    vae_flags = [*DEMO_VAE, "--resume"] if (run.vae / "checkpoint").exists() else DEMO_VAE
     sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, "--guidance-scale", str(args.guidance_scale)]
     return [
-        ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *resume], run.vae / "model" / "meta.json"),
+        ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *vae_flags], run.vae / "model" / "meta.json"),
         ("encode", ["pipelines/encode.py", "--run", str(run.root)], run.latents / "meta.json"),
         ("export", ["pipelines/export.py", "--run", str(run.root)], run.bridge / "bridge.json"),
         ("diffusion", ["pipelines/train_diffusion.py", "--run", str(run.root)], run.root / ".done" / "diffusion"),
