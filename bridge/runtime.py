@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from bridge.binding import run_bound
 from bridge.providers import CPU_EP, CUDA_EP, ProviderError, open_session, resolve_provider
-from bridge.spec import EXPORT_HINT, BridgeError, BridgeSpec, resolve_bridge_dir
+from bridge.spec import ENCODER_FILE, EXPORT_HINT, BridgeError, BridgeSpec, resolve_bridge_dir
 from runfs import file_digest
 
 
@@ -118,12 +118,27 @@ def load_decoder(
         warnings.warn(f"{e}; decoding on the CPU instead", RuntimeWarning, stacklevel=2)
         provider, session = CPU_EP, _open(path, CPU_EP, 0, intra_op_threads)
     # After opening: a truncated file gets the clearer "corrupt" message from _open.
-    if file_digest(path) != spec.decoder_digest:
+    _check_digest(path, spec.decoder_digest)
+    return OnnxDecoder(spec, session, decode_batch, device_id)
+
+
+def load_encoder(spec: BridgeSpec, device: str = "auto") -> ort.InferenceSession:
+    """An onnxruntime session of the bridge's encoder.onnx: images (N, S, S, C) NHWC in [-1, 1] -> "mean", "logvar"
+    (N, z, h, w) NCHW, unscaled. Checked against bridge.json like the decoder."""
+    path = spec.folder / spec.raw.get("encoder", {}).get("file", ENCODER_FILE)
+    if not path.is_file():
+        raise BridgeError(f"{path} is missing: {EXPORT_HINT}")
+    session = _open(path, resolve_provider(device), 0, None)
+    _check_digest(path, spec.raw["encoder"].get("digest"))
+    return session
+
+
+def _check_digest(path: Path, expected: str | None) -> None:
+    if file_digest(path) != expected:
         raise BridgeError(
-            f"{path} does not match bridge.json (digest {file_digest(path)} != {spec.decoder_digest}): the file was "
+            f"{path} does not match bridge.json (digest {file_digest(path)} != {expected}): the file was "
             f"changed or comes from another export; {EXPORT_HINT}"
         )
-    return OnnxDecoder(spec, session, decode_batch, device_id)
 
 
 def _open(path: Path, provider: str, device_id: int, intra_op_threads: int | None) -> ort.InferenceSession:

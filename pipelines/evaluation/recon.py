@@ -14,10 +14,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
-from bridge.providers import open_session, resolve_provider
-from bridge.runtime import load_decoder
-from bridge.spec import ENCODER_FILE, EXPORT_HINT, BridgeError
-from runfs import file_digest
+from bridge.runtime import load_decoder, load_encoder
 from runfs.images import to_uint8
 from vae.data import to_float
 
@@ -47,12 +44,7 @@ def reconstruct(run_dir: str | os.PathLike, images: np.ndarray, device: str = "a
     if tuple(images.shape[1:]) != expected:
         raise ValueError(f"the VAE in {spec.folder} takes {expected} images but the real images are "
                          f"{tuple(images.shape[1:])}: evaluate with the dataset and size the VAE was trained on")
-    encoder_path = spec.folder / spec.raw.get("encoder", {}).get("file", ENCODER_FILE)
-    if not encoder_path.is_file():
-        raise BridgeError(f"{encoder_path} is missing: {EXPORT_HINT}")
-    if file_digest(encoder_path) != spec.raw["encoder"].get("digest"):
-        raise BridgeError(f"{encoder_path} does not match bridge.json (digest differs): {EXPORT_HINT}")
-    encoder = open_session(encoder_path, resolve_provider(device))
+    encoder = load_encoder(spec, device)
     out = []
     for s in tqdm(range(0, len(images), batch_size), desc="reconstructing", unit="batch", leave=False,
                   disable=not progress):

@@ -164,3 +164,20 @@ def test_runtime_import_leaves_tensorflow_out():
     code = f"import sys, bridge.runtime; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_encoder_session_and_its_errors(bridge_copy, exported):
+    from bridge.runtime import load_encoder
+    from bridge.spec import BridgeSpec
+
+    spec = BridgeSpec.read(bridge_copy)
+    images = np.random.default_rng(2).uniform(-1, 1, (3, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)).astype(np.float32)
+    mean, logvar = load_encoder(spec, device="cpu").run(["mean", "logvar"], {"images": images})
+    want = exported.encoder.predict(images, verbose=0)[0].transpose(0, 3, 1, 2)
+    assert mean.shape == logvar.shape == (3, *LATENT_SHAPE) and np.max(np.abs(mean - want)) <= 1e-4
+    shutil.copy(bridge_copy / "decoder.onnx", bridge_copy / "encoder.onnx")
+    with pytest.raises(BridgeError, match=rf"encoder.onnx does not match bridge.json \(digest .*{FIX}"):
+        load_encoder(spec, device="cpu")
+    (bridge_copy / "encoder.onnx").unlink()
+    with pytest.raises(BridgeError, match=rf"encoder.onnx is missing: .*{FIX}"):
+        load_encoder(spec, device="cpu")
