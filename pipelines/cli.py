@@ -24,6 +24,9 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
     parser.add_argument("--data", default="fashion_mnist", help="with --pixels: fashion_mnist or an image folder")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice, one per core); 1 when another heavy job "
+                             "shares the cores, or both jobs slow down many times over (docs/training.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,12 +57,19 @@ def apply_args(base: T, args: argparse.Namespace) -> T:
     return dataclasses.replace(base, **given(args, type(base)))  # type: ignore[type-var]
 
 
-def run_training(build) -> int:
+def run_training(build, threads: int | None = None) -> int:
     """Build a training session with `build()`, run it, and turn the user's errors into messages and exit codes
     (2: bad input, 3: diverged, 130: interrupted and saved); DDP process groups are always torn down."""
+    import torch
+
     from diffusion.training import TrainingDiverged
     from diffusion.training.distributed import cleanup_distributed
 
+    if threads is not None:
+        if threads < 1:
+            print(f"error: --threads must be >= 1, got {threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(threads)
     try:
         session = build()
         last = session.loop.run()

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             classifier=apply_args(ClassifierConfig(), args), train=apply_args(CLASSIFIER_TRAIN_PRESET, args),
             device=args.device, progress=not args.no_progress)
 
-    return run_training(build)
+    return run_training(build, args.threads)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             train=apply_args(TRAIN_PRESETS.get(preset, TrainConfig()), args), device=args.device,
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
 
-    return run_training(build)
+    return run_training(build, args.threads)
 
 
 if __name__ == "__main__":

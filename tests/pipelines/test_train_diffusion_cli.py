@@ -83,3 +83,14 @@ def test_classifier_cli_trains_on_noised_latents(run_dir):
     ckpt = run_dir / "classifier" / "step_0000002"
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()
     assert "acc" in (run_dir / "classifier" / "log.csv").read_text().splitlines()[0]
+
+
+def test_threads_flag_sets_torch_threads_and_rejects_zero(run_dir, monkeypatch):
+    from pipelines.train_diffusion import main
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    assert main(["--run", str(run_dir), *TINY, "--max-steps", "1", "--threads", "1"]) == 0
+    assert calls == [1]
+    assert main(["--run", str(run_dir), *TINY, "--max-steps", "1", "--threads", "0"]) == 2
+    assert calls == [1]
