@@ -8,23 +8,27 @@ import torch.nn.functional as F
 from diffusion.gaussian_diffusion import ModelMeanType
 from diffusion.training.loop import Objective
 
+# The min-SNR weight of the mse term in each parameterisation, from SNR_t and min(SNR_t, gamma).
+_MIN_SNR_WEIGHTS = {
+    ModelMeanType.START_X: lambda snr, clipped: clipped,
+    ModelMeanType.EPSILON: lambda snr, clipped: clipped / snr,
+    ModelMeanType.VELOCITY: lambda snr, clipped: clipped / (snr + 1.0),
+}
+
+
+def _check_min_snr(mean_type: ModelMeanType) -> None:
+    if mean_type not in _MIN_SNR_WEIGHTS:
+        raise ValueError(f"--snr-gamma needs an eps, x0 or v parameterisation, not {mean_type.name.lower()}")
+
 
 def min_snr_weight(alphas_cumprod, t: torch.Tensor, gamma: float, mean_type: ModelMeanType) -> torch.Tensor:
     """Min-SNR-gamma weight of each example's mse term [N] (Hang et al. 2023, "Efficient Diffusion Training via
     Min-SNR Weighting Strategy", sec. 3.4): min(SNR_t, gamma) on the x0 loss, which is min(SNR_t, gamma) / SNR_t
     on the eps loss and min(SNR_t, gamma) / (SNR_t + 1) on the v loss; SNR_t = alpha_bar_t / (1 - alpha_bar_t)."""
+    _check_min_snr(mean_type)
     alpha_bar = torch.as_tensor(alphas_cumprod, dtype=torch.float64, device=t.device)[t]
     snr = alpha_bar / (1.0 - alpha_bar)
-    clipped = snr.clamp(max=gamma)
-    if mean_type == ModelMeanType.EPSILON:
-        weight = clipped / snr
-    elif mean_type == ModelMeanType.VELOCITY:
-        weight = clipped / (snr + 1.0)
-    elif mean_type == ModelMeanType.START_X:
-        weight = clipped
-    else:
-        raise ValueError(f"--snr-gamma needs an eps, x0 or v parameterisation, not {mean_type.name.lower()}")
-    return weight.float()
+    return _MIN_SNR_WEIGHTS[mean_type](snr, snr.clamp(max=gamma)).float()
 
 
 def diffusion_objective(diffusion, snr_gamma: float = 0.0) -> Objective:
@@ -33,8 +37,7 @@ def diffusion_objective(diffusion, snr_gamma: float = 0.0) -> Objective:
     if snr_gamma > 0:
         if diffusion.loss_type.is_vb():
             raise ValueError("--snr-gamma weights the mse loss; it cannot be combined with --use-kl")
-        min_snr_weight(diffusion.alphas_cumprod, torch.zeros(1, dtype=torch.long), snr_gamma,
-                       diffusion.model_mean_type)  # the parameterisation is checked here, not at step 1
+        _check_min_snr(diffusion.model_mean_type)
 
     def losses(model, x_start, t, y, noise):
         terms = diffusion.training_losses(model, x_start, t, model_kwargs={} if y is None else {"y": y}, noise=noise)

@@ -68,3 +68,5 @@ def test_objective_weights_the_loss_and_keeps_mse_unweighted():
 def test_snr_gamma_rejects_what_it_cannot_weight():
     with pytest.raises(ValueError, match="--use-kl"):
         diffusion_objective(create_gaussian_diffusion(DiffusionConfig(diffusion_steps=50, use_kl=True)), 5.0)
+    with pytest.raises(ValueError, match="eps, x0 or v parameterisation, not previous_x"):
+        min_snr_weight(np.array([0.5]), torch.zeros(1, dtype=torch.long), 5.0, ModelMeanType.PREVIOUS_X)
