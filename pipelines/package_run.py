@@ -1,7 +1,8 @@
 """Pack a trained run into a small, self-contained folder for sampling (what pretrained/fmnist ships).
 
 Copies the ONNX decoder and encoder with bridge.json, and from the newest diffusion checkpoint its config.json,
-meta.json and ONE set of EMA weights (optionally in float16: half the size; the U-Net computes in float32).
+meta.json and ONE set of EMA weights (optionally in float16: half the size; the U-Net computes in float32), plus
+the VAE's config and metrics and the latents' meta.json as provenance.
 `python pipelines/sample.py --run OUT` then works as on the full run. Written atomically.
 
     python pipelines/package_run.py --run runs/demo-train --out pretrained/fmnist --fp16
@@ -20,6 +21,10 @@ from diffusion.sampling import find_checkpoint
 from diffusion.training import checkpoint as ckpt
 from pipelines.cli import make_parser
 from runfs import RunPaths, atomic_dir, read_json, write_json
+
+# Kept beside the weights so a packed run still says how it was made: packed name -> path in the run folder.
+PROVENANCE = {"vae_config.json": "vae/config.json", "vae_metrics.json": "vae/metrics.json",
+              "latents_meta.json": "latents/meta.json"}
 
 
 def package(run: RunPaths, out: Path, ema: str | None, fp16: bool) -> int:
@@ -43,6 +48,9 @@ def package(run: RunPaths, out: Path, ema: str | None, fp16: bool) -> int:
         write_json(step_dir / "meta.json", {**meta, "ema_rates": [float(rate)], "packed_from": str(source),
                                             "weights_dtype": "float16" if fp16 else "float32"})
         save_file({k: v.contiguous() for k, v in weights.items()}, step_dir / f"ema_{rate}.safetensors")
+        for name, provenance in PROVENANCE.items():  # how the VAE and the latents were made (not needed to sample)
+            if (run.root / provenance).is_file():
+                shutil.copy2(run.root / provenance, tmp / name)
     return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
 
 

@@ -68,6 +68,8 @@ def test_packed_run_samples_like_the_full_run(tiny_pipeline_run, tmp_path):
     from pipelines.package_run import main as package
 
     assert package(["--run", str(tiny_pipeline_run), "--out", str(tmp_path / "packed"), "--fp16"]) == 0
+    provenance = tmp_path / "packed" / "latents_meta.json"  # how the latents were made travels with the weights
+    assert provenance.read_text() == (tiny_pipeline_run / "latents" / "meta.json").read_text()
     args = ["--num-samples", "4", "--timestep-respacing", "ddim4", "--seed", "3"]
     sample(tiny_pipeline_run, *args, "--out", str(tmp_path / "full"))
     sample(tmp_path / "packed", *args, "--out", str(tmp_path / "small"))
