@@ -92,13 +92,18 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(within_x + within_y - 2.0 * polynomial_kernel(x, y).mean())
 
 
-def kid(real: np.ndarray, generated: np.ndarray, block_size: int = 1000) -> KIDResult:
-    """KID between (N, D) and (M, D) features: the unbiased MMD^2 of consecutive equal-size blocks, averaged.
+def kid(real: np.ndarray, generated: np.ndarray, block_size: int = 1000, seed: int | None = 0) -> KIDResult:
+    """KID between (N, D) and (M, D) features: the unbiased MMD^2 of equal-size blocks, averaged.
 
     Like the Keras DDIM example (one estimate per batch, averaged); blocks are min(N, M, block_size) long and the
-    remainder that fills no whole block is left out. Shuffle the inputs first if their order is not random.
+    remainder that fills no whole block is left out. Both sets are shuffled first (seeded by `seed`), so that
+    samples stored in class order (as sample.py writes them) still give blocks drawn from the whole set;
+    `seed=None` keeps the given order.
     """
     real, generated = _as_features(real, "real features"), _as_features(generated, "generated features")
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        real, generated = real[rng.permutation(len(real))], generated[rng.permutation(len(generated))]
     if real.shape[1] != generated.shape[1]:
         raise ValueError(f"feature dimensions differ: {real.shape[1]} vs {generated.shape[1]}")
     if block_size < 2:

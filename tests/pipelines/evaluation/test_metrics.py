@@ -93,11 +93,25 @@ def test_kid_one_dimensional_gaussians_match_the_moment_closed_form():
 def test_kid_is_symmetric_and_averages_blocks():
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(300, 4)), rng.normal(0.3, 1.0, size=(250, 4))
-    assert kid(x, y).mean == pytest.approx(kid(y, x).mean, rel=1e-12)
-    blocks = kid(x, y, block_size=100)
+    assert kid(x, y, seed=None).mean == pytest.approx(kid(y, x, seed=None).mean, rel=1e-12)
+    blocks = kid(x, y, block_size=100, seed=None)
     per_block = [mmd2_unbiased(x[i * 100:(i + 1) * 100], y[i * 100:(i + 1) * 100]) for i in range(2)]
     assert (blocks.num_blocks, blocks.block_size) == (2, 100)  # 250 fills two whole blocks; the rest is left out
     assert blocks.mean == pytest.approx(np.mean(per_block)) and blocks.std == pytest.approx(np.std(per_block))
+
+
+def test_kid_blocks_are_drawn_from_the_whole_set_even_when_it_is_sorted_by_class():
+    """sample.py writes samples class by class: consecutive blocks would each hold a few classes only."""
+    rng = np.random.default_rng(6)
+    centres = rng.normal(scale=3.0, size=(10, 4))
+
+    def sorted_by_class(n):
+        return np.concatenate([c + rng.normal(size=(n // 10, 4)) for c in centres])
+
+    real, generated = rng.permutation(sorted_by_class(2000)), sorted_by_class(2000)  # one distribution
+    shuffled = kid(real, generated, block_size=200)
+    in_order = kid(real, generated, block_size=200, seed=None)
+    assert abs(shuffled.mean) < 0.05 * in_order.mean and shuffled.num_blocks == 10
 
 
 def test_bad_features_are_explained():
