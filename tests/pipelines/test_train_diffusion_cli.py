@@ -63,7 +63,10 @@ def test_torchrun_two_processes_match_one(run_dir, tmp_path):
     for dest in (single, double):
         dest.mkdir()
         (dest / "latents").symlink_to(run_dir / "latents")
-    common = ["pipelines/train_diffusion.py", *TINY, "--max-steps", "2"]
+    # The reference's lr and plain mse, not the preset's: Adam turns float-level differences in near-zero gradients
+    # (zero-initialised output convs after 2 steps) into parameter differences of order lr * 2%, which at the
+    # preset's lr 1e-3 with min-SNR weighting exceed the tolerance although the gradients agree.
+    common = ["pipelines/train_diffusion.py", *TINY, "--max-steps", "2", "--lr", "1e-4", "--snr-gamma", "0"]
     one = run_script([*common, "--run", str(single)])
     assert one.returncode == 0, one.stderr
     two = run_script(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
