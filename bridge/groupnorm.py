@@ -59,7 +59,7 @@ def _fuse_one(graph: onnx.GraphProto, spec: GroupNormSpec) -> bool:
     entry = [n for n in nodes if n.op_type == "Reshape" and n.input[0] not in produced
              and any(c.op_type == "ReduceMean" for c in consumers.get(n.output[0], []))]
     exits = sorted({o for o in produced if o in graph_outputs
-                    or any(c not in nodes for c in consumers.get(o, []))})
+                    or any(c.output[0] not in produced for c in consumers.get(o, []))})
     if len(entry) != 1 or len(exits) != 1 or not _is_nhwc_grouping(graph, entry[0], spec):
         return False
     x, y = entry[0].input[0], exits[0]
