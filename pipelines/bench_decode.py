@@ -38,8 +38,8 @@ def images_per_second(fn: Callable[[], object], images: int, repeats: int) -> fl
 
 def bridge_for(args: argparse.Namespace, workdir: Path):
     """(keras decoder, bridge folder, where the weights came from), exported afresh into `workdir` so that the
-    figures are those of the current exporter; also writes workdir/decoder_unfused.onnx (GroupNorm as tf2onnx
-    emits it) for the profile."""
+    figures are those of the current exporter; with --profile also workdir/decoder_unfused.onnx (GroupNorm as
+    tf2onnx emits it)."""
     from bridge.export import export_bridge, to_onnx, wrap_decoder
     from runfs import RunPaths
 
@@ -60,10 +60,11 @@ def bridge_for(args: argparse.Namespace, workdir: Path):
     latents = np.random.default_rng(0).standard_normal((16, *latent_shape))
     export_bridge(encoder, decoder, workdir / "bridge", scale_factor=1.0, real_latents=latents.astype(np.float32),
                   image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint="bench", num_random=16)
-    import onnx
+    if args.profile:
+        import onnx
 
-    unfused = to_onnx(wrap_decoder(decoder, 1.0, latent_shape), ["images"], fuse_norms=False)
-    onnx.save(unfused, workdir / "decoder_unfused.onnx")
+        unfused = to_onnx(wrap_decoder(decoder, 1.0, latent_shape), ["images"], fuse_norms=False)
+        onnx.save(unfused, workdir / "decoder_unfused.onnx")
     return decoder, workdir / "bridge", source
 
 
