@@ -134,9 +134,10 @@ def load_encoder(spec: BridgeSpec, device: str = "auto") -> ort.InferenceSession
 
 
 def _check_digest(path: Path, expected: str | None) -> None:
-    if file_digest(path) != expected:
+    digest = file_digest(path)
+    if digest != expected:
         raise BridgeError(
-            f"{path} does not match bridge.json (digest {file_digest(path)} != {expected}): the file was "
+            f"{path} does not match bridge.json (digest {digest} != {expected}): the file was "
             f"changed or comes from another export; {EXPORT_HINT}"
         )
 

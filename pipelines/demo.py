@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained" / "fmnist"
 GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "ddim", "--timestep-respacing", "ddim50"]
 # The demo's time budget (30 minutes on 2 cores for every stage): the VAE gets 11 of them (its preset alone would
-# take 19 for a 0.3 dB better PSNR), the diffusion preset ~15 (docs/benchmarks.md).
+# take 19 for a 0.9 dB better PSNR), the diffusion preset ~12 (docs/benchmarks.md).
 DEMO_VAE = ["--max-train-minutes", "11"]
 
 

@@ -68,7 +68,7 @@ class TrainConfig(ConfigMixin):
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # 8x8x4 Fashion-MNIST latents on 2 CPU cores (~0.42 s per step at batch 128): 1,800 steps, ~13 minutes.
+    # 8x8x4 Fashion-MNIST latents on 2 CPU cores (~0.40 s per step at batch 128): 1,800 steps, ~12 minutes.
     # lr 1e-3 and min-SNR-5 weighting: at 700 steps FID 2.06 / class accuracy 0.86 against 11.6 / 0.58 with the
     # reference's lr 3e-4 and plain mse (docs/benchmarks.md, "stage 2 recipe"); the EMA warm-up lets a short run
     # use its EMA weights.
