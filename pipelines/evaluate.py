@@ -4,7 +4,8 @@
 images and writes DIR/eval/eval.json and eval.md. Features come from InceptionV3 when its Keras weights file is
 already on this disk (never downloaded), else from the project's own classifier of the dataset's classes, trained
 once and cached under --cache-dir (a few minutes on a CPU). `--floor` measures real train vs real test images with
-the same features: the best score a model can reach. No TensorFlow in this process unless InceptionV3 is used.
+the same features: the best score a model can reach; `--vae-floor` passes those train images through the run's VAE
+first: the best a latent model with that VAE can reach. No TensorFlow in this process unless InceptionV3 is used.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--inception-weights", default=None,
                    help="InceptionV3 no-top weights .h5 (default: looked up in $KERAS_HOME/models or ~/.keras/models)")
     p.add_argument("--floor", action="store_true", help="real train vs real test images instead of samples")
+    p.add_argument("--vae-floor", action="store_true",
+                   help="real train images passed through the run's VAE (ONNX encoder -> decoder) vs real test "
+                        "images: the best a latent model with this VAE can reach")
     p.add_argument("--num-recon", type=int, default=None,
                    help="validation images for the VAE reconstruction (default: all; 0: skip)")
     p.add_argument("--kid-block", type=int, default=1000, help="KID is averaged over blocks of this many images")
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (RunPaths(args.run).root / "eval" if args.run else None)
     config = EvalConfig(run=args.run, samples=args.samples, data=args.data, num_real=args.num_real,
                         reference=args.reference, feature=args.feature, inception_weights=args.inception_weights,
-                        floor=args.floor, num_recon=args.num_recon, kid_block=args.kid_block,
+                        floor=args.floor, vae_floor=args.vae_floor, num_recon=args.num_recon, kid_block=args.kid_block,
                         image_size=args.image_size, channels=args.channels, cache_dir=args.cache_dir,
                         device=args.device, seed=args.seed, progress=not args.no_progress)
     try:

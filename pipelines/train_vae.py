@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
 CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
                 "channel_mult", "num_res_blocks", "z_channels", "norm_groups", "recon_loss", "kl_weight", "epochs",
-                "max_steps", "max_train_minutes", "batch_size", "lr", "weight_decay", "ema_momentum", "eval_images")
+                "max_steps", "max_train_minutes", "batch_size", "lr", "lr_schedule", "weight_decay", "ema_momentum",
+                "eval_images")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-train-minutes", type=float, help="stop once this much training time has passed")
     p.add_argument("--batch-size", type=int, help="images per step")
     p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="cosine: decay to 0 over the step or time budget (whichever runs out first)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="keep an EMA of the weights (Keras AdamW use_ema); the final model uses it")

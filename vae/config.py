@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RECON_LOSSES = ("l1", "l2")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -42,6 +43,9 @@ class VAEConfig:
     max_train_minutes: float | None = None  # stop (and finish normally) once this much training time has passed
     batch_size: int = 64
     lr: float = 1e-3
+    # cosine: lr * (1 + cos(pi * progress)) / 2, progress = the larger of the step budget (epochs, max_steps) and
+    # the time budget (max_train_minutes) used so far, so a time-boxed run ends its decay when its time is up.
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-4
     ema: bool = False
     ema_momentum: float = 0.999
@@ -82,6 +86,8 @@ class VAEConfig:
                 raise ValueError(
                     f"level {level} has {width} channels, not divisible by norm_groups={self.norm_groups}"
                 )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
 

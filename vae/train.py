@@ -30,6 +30,17 @@ GRID_IMAGES = 8
 EVAL_BATCH = 256
 
 
+def learning_rate(cfg: VAEConfig, step: int, total_steps: float, train_seconds: float) -> float:
+    """The learning rate of the next step: cfg.lr, or with the cosine schedule cfg.lr * (1 + cos(pi * p)) / 2 where
+    p in [0, 1] is the larger share used so far of the step budget and of the time budget (max_train_minutes)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = step / total_steps if math.isfinite(total_steps) and total_steps > 0 else 0.0
+    if cfg.max_train_minutes:
+        progress = max(progress, train_seconds / (60.0 * cfg.max_train_minutes))
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
 class TrainingInterrupted(Exception):
     """Raised after Ctrl-C once the checkpoint is safely on disk."""
 
@@ -124,6 +135,9 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                                    start_batch=state["batch_in_epoch"], drop_remainder=True)
             t_first = None  # images/s leaves out the first step of each epoch (it holds XLA/graph compilation)
             for batch in batches:
+                if cfg.lr_schedule != "constant":
+                    elapsed = state["train_seconds"] + time.perf_counter() - t0
+                    trainer.optimizer.learning_rate.assign(learning_rate(cfg, state["step"], total_steps, elapsed))
                 logs = train_fn(batch)
                 if t_first is None:
                     float(logs["loss"])

@@ -8,12 +8,16 @@ from typing import Any
 
 from runfs import atomic_path, write_json
 
+TITLES = {"samples": "Sample quality", "floor": "Floor: real train vs real test images",
+          "vae_floor": "VAE floor: real train images through the VAE vs real test images"}
+NAMES = {"samples": "eval", "floor": "floor", "vae_floor": "vae_floor"}
+
 
 def markdown(results: dict[str, Any]) -> str:
     """A short report: what was compared, with which features, and the figures."""
     net, k = results["feature_net"], results["kid"]
     h, w, c = results["image_shape"]
-    title = "Floor: real train vs real test images" if results["mode"] == "floor" else "Sample quality"
+    title = TITLES[results["mode"]]
     lines = [
         f"# {title}", "",
         f"- generated: {results['samples']} ({results['num_generated']} images, {h}x{w}x{c})",
@@ -25,7 +29,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     acc = results.get("class_accuracy")
     if acc:
-        lines.append(f"| class accuracy of conditional samples | {acc['samples']:.4f} |")
+        what = "conditional samples" if results["mode"] == "samples" else "images (their true labels)"
+        lines.append(f"| class accuracy of {what} | {acc['samples']:.4f} |")
         lines.append(f"| classifier accuracy on real test images | {acc['real_test']:.4f} |")
     recon = results.get("reconstruction") or {}
     if "psnr" in recon:
@@ -42,9 +47,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: str | os.PathLike, results: dict[str, Any]) -> tuple[Path, Path]:
-    """out_dir/eval.json + eval.md (floor.json + floor.md in floor mode); returns both paths."""
+    """out_dir/eval.json + eval.md (floor.* or vae_floor.* in those modes); returns both paths."""
     out_dir = Path(out_dir)
-    name = "floor" if results["mode"] == "floor" else "eval"
+    name = NAMES[results["mode"]]
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
     write_json(json_path, results)
     with atomic_path(md_path) as tmp:

@@ -31,6 +31,7 @@ class EvalConfig(ConfigMixin):
     feature: str = "auto"
     inception_weights: str | None = None
     floor: bool = False
+    vae_floor: bool = False
     num_recon: int | None = None
     kid_block: int = 1000
     image_size: int | None = None
@@ -79,11 +80,26 @@ def real_shape(config: EvalConfig, samples: np.ndarray | None) -> tuple[int, int
     return int(size or 32), int(channels or 1)
 
 
+def subset_indices(total: int, n: int, seed: int) -> np.ndarray:
+    """n of range(total) drawn without replacement (seeded), in increasing order; all when n >= total."""
+    if n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
 def subset(images: np.ndarray, n: int, seed: int) -> np.ndarray:
     """n images drawn without replacement (seeded), kept in their original order; all when n >= len."""
-    if n >= len(images):
-        return images
-    return images[np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))]
+    return images[subset_indices(len(images), n, seed)]
+
+
+def mode_of(config: EvalConfig) -> str:
+    """samples | floor (real train vs real test) | vae_floor (real train through the run's VAE vs real test)."""
+    if config.floor and config.vae_floor:
+        raise ValueError("--floor and --vae-floor are two separate measurements: give one of them")
+    if config.vae_floor and not (config.run and (RunPaths(config.run).bridge / "bridge.json").is_file()):
+        raise ValueError("--vae-floor passes real images through a run's exported VAE: give --run DIR with "
+                         "DIR/bridge/bridge.json (python pipelines/export.py --run DIR)")
+    return "floor" if config.floor else "vae_floor" if config.vae_floor else "samples"
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
@@ -94,10 +110,11 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         raise ValueError(f"--reference must be test or train, got {config.reference!r}")
     if config.num_real < 2:
         raise ValueError(f"--num-real must be at least 2, got {config.num_real}")
+    mode = mode_of(config)
     times: dict[str, float] = {}
     tick = time.perf_counter()
     samples_path, labels = None, None
-    if config.floor:
+    if mode != "samples":
         generated = None
     else:
         samples_path = Path(config.samples) if config.samples else find_samples(config.run) if config.run else None
@@ -113,9 +130,15 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     device = pick_device(config.device)
     reference = subset(dataset.images("val" if config.reference == "test" else "train"), config.num_real,
                        config.seed)
-    if config.floor:
+    if mode != "samples":
         # Disjoint from the reference even with --reference train: another seed picks other training images.
-        generated = subset(dataset.train_images, config.num_real, config.seed + 1)
+        picked = subset_indices(len(dataset.train_images), config.num_real, config.seed + 1)
+        generated = dataset.train_images[picked]
+        if mode == "vae_floor":
+            from pipelines.evaluation.recon import reconstruct
+
+            generated = reconstruct(config.run, generated, config.device, progress=config.progress)
+            labels = None if dataset.train_labels is None else dataset.train_labels[picked]
     times["load"] = time.perf_counter() - tick
     tick = time.perf_counter()
     net = select_feature_net(config.feature, dataset, config.cache_dir, device, config.inception_weights,
@@ -127,8 +150,9 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     fake_features = net.features(generated, desc=desc)
     kid_result = kid(real_features, fake_features, config.kid_block)
     results: dict[str, Any] = {
-        "mode": "floor" if config.floor else "samples",
-        "samples": str(samples_path) if samples_path else f"{len(generated)} real {config.data} training images",
+        "mode": mode,
+        "samples": str(samples_path) if samples_path else f"{len(generated)} real {config.data} training images"
+        + (" through the VAE of " + str(config.run) if mode == "vae_floor" else ""),
         "num_generated": len(generated), "data": config.data, "reference": config.reference,
         "num_real": len(reference), "image_shape": [size, size, channels],
         "feature_net": _describe(net),

@@ -73,6 +73,15 @@ def test_floor_and_samples_from_the_run_folder(tiny_pipeline_run, banded_folder,
     assert not floor["feature_net"]["trained_now"]  # the first call cached it
     assert 0 <= floor["fid"] < result["fid"]  # real vs real beats uniform noise
     assert "Floor: real train vs real test images" in (run / "eval" / "floor.md").read_text()
+    # The same 30 training images, through the run's (barely trained) VAE first: further from the test images.
+    assert main(["--run", str(run), "--vae-floor", "--num-real", "30", *common]) == 0
+    vae_floor = json.loads((run / "eval" / "vae_floor.json").read_text())
+    assert vae_floor["mode"] == "vae_floor" and vae_floor["num_generated"] == 30
+    assert vae_floor["samples"].endswith(f"through the VAE of {run}")
+    assert vae_floor["fid"] > floor["fid"]
+    assert vae_floor["class_accuracy"]["real_test"] == floor["feature_net"]["test_accuracy"]
+    assert 0 <= vae_floor["class_accuracy"]["samples"] <= 1
+    assert "VAE floor" in (run / "eval" / "vae_floor.md").read_text()
     assert "FID" in capsys.readouterr().out
 
 
@@ -96,5 +105,8 @@ def test_user_errors_are_explained(tiny_pipeline_run, banded_folder, tmp_path, c
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     err = error("--samples", str(bad_labels), "--feature", "inception")
     assert "no weights file is on this disk" in err and INCEPTION_FILE in err and "--feature classifier" in err
+    assert "give --run DIR with DIR/bridge/bridge.json" in error("--vae-floor", "--run", str(tmp_path))
+    err = error("--floor", "--vae-floor", "--run", str(tiny_pipeline_run))
+    assert "two separate measurements" in err
     assert main(["--floor", "--data", str(banded_folder), "--no-progress"]) == 2
     assert "give --run DIR (writes DIR/eval) or --out FOLDER" in capsys.readouterr().err
