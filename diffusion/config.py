@@ -124,10 +124,11 @@ class DiffusionConfig(ConfigMixin):
             raise ValueError(f"diffusion_steps must be >= 1, got {self.diffusion_steps}")
 
 
-# Fashion-MNIST latents: 32x32x1 images through an f=4 VAE -> 8x8x4. Widths chosen with pipelines/bench_unet.py
+# Fashion-MNIST latents: 32x32x1 images through the f=4, z=8 VAE -> 8x8x8 (training takes in_channels from the
+# latents, so a z=4 VAE works as well). Widths chosen with pipelines/bench_unet.py
 # so that ~15 minutes of training on 2 CPU cores (batch 128) gives recognisable samples (docs/bench/unet.md).
 _FMNIST_UNET = UNetConfig(
-    image_size=8, in_channels=4, num_channels=64, num_res_blocks=2, channel_mult="1,2", attention_resolutions="4",
+    image_size=8, in_channels=8, num_channels=64, num_res_blocks=2, channel_mult="1,2", attention_resolutions="4",
     dropout=0.0, class_cond=True, num_classes=10, null_class=True, num_head_channels=32,
     use_scale_shift_norm=True, use_new_attention_order=True,
 )
