@@ -19,15 +19,24 @@ from runfs import RunPaths, write_json
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained" / "fmnist"
 GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "ddim", "--timestep-respacing", "ddim50"]
-# The demo's time budget (30 minutes on 2 cores for every stage): the VAE gets 8 of them (its preset alone would
-# take 19), the diffusion preset's 2,600 steps ~17.5: measured, more diffusion steps buy more FID than more VAE
-# minutes once the latents have 8 channels (docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget").
-DEMO_VAE = ["--max-train-minutes", "8"]
+
+
+def demo_vae_minutes() -> int:
+    """The VAE's share of the demo's 30 minutes on 2 cores (its preset alone would take 19). The diffusion preset's
+    2,600 steps come first (measured: once the latents have 8 channels, diffusion steps buy more FID than VAE
+    minutes; docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget"); they take ~12 minutes where the device
+    runs bfloat16 natively (the preset's `--precision auto`: AMX CPU, Ampere+ GPU), ~17.5 in float32 elsewhere.
+    The VAE gets what is left: 11 or 8 minutes."""
+    from diffusion.training.distributed import native_bf16, pick_device  # torch only, no TensorFlow
+
+    return 11 if native_bf16(pick_device("auto")) else 8
 
 
 def stages(run: RunPaths, args) -> list[tuple[str, list[str], Path]]:
     """(name, command, completion marker) in order; the marker is written only after the command succeeded."""
-    vae_flags = [*DEMO_VAE, "--resume"] if (run.vae / "checkpoint").exists() else DEMO_VAE
+    vae_flags = ["--max-train-minutes", str(demo_vae_minutes())]
+    if (run.vae / "checkpoint").exists():
+        vae_flags.append("--resume")
     sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, "--guidance-scale", str(args.guidance_scale)]
     return [
         ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *vae_flags], run.vae / "model" / "meta.json"),

@@ -14,7 +14,7 @@ from diffusion.resample import create_named_schedule_sampler
 from diffusion.training import checkpoint as ckpt
 from diffusion.training.config import ClassifierConfig, TrainConfig
 from diffusion.training.data import TrainData
-from diffusion.training.distributed import DistInfo, setup_distributed
+from diffusion.training.distributed import DistInfo, resolve_precision, setup_distributed
 from diffusion.training.loop import TrainLoop
 from diffusion.training.objectives import classifier_objective, diffusion_objective
 
@@ -47,6 +47,11 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
         raise FileNotFoundError(f"--resume: no complete checkpoint in {out_dir} to continue from")
     dist = setup_distributed(device)
     torch.manual_seed(train.seed)  # identical initial weights on every rank (DDP also broadcasts them)
+    if train.precision == "auto":  # the run's config records what was used
+        train = train.replace(precision=resolve_precision(train.precision, dist.device))
+        if dist.is_main and progress:
+            print(f"precision auto: {train.precision} on {dist.device.type} "
+                  f"({'native' if train.precision == 'bf16' else 'no native'} bfloat16)", flush=True)
     common = {"train": train.to_dict(), "data": data.meta}
     if kind == "diffusion":
         unet = resolve_unet(unet, data)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from pipelines.demo import DEMO_VAE, run_stage, stages
+import torch
+
+from pipelines.demo import run_stage, stages
 from runfs import RunPaths
 
 
@@ -12,9 +14,12 @@ def _commands(root):
     return {name: command for name, command, _ in stages(RunPaths(root), SimpleNamespace(guidance_scale=3.0))}
 
 
-def test_vae_stage_gets_the_demo_budget_and_resumes_only_from_a_checkpoint(tmp_path):
-    fresh = _commands(tmp_path)["vae"]
-    assert fresh[-len(DEMO_VAE):] == DEMO_VAE and "--resume" not in fresh
+def test_vae_stage_gets_the_demo_budget_and_resumes_only_from_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # stage 2 on this CPU
+    for amx, minutes in ((True, "11"), (False, "8")):  # stage 2 in bf16 (~12 min) or fp32 (~17.5): VAE gets the rest
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        fresh = _commands(tmp_path)["vae"]
+        assert fresh[-2:] == ["--max-train-minutes", minutes] and "--resume" not in fresh
     (tmp_path / "vae" / "checkpoint").mkdir(parents=True)
     assert _commands(tmp_path)["vae"][-1] == "--resume"
     assert list(_commands(tmp_path)) == ["vae", "encode", "export", "diffusion", "sample"]

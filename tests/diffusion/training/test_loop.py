@@ -6,6 +6,7 @@ import torch
 from diffusion.config import DiffusionConfig, UNetConfig
 from diffusion.training import LatentData, TrainConfig, TrainingDiverged
 from diffusion.training import checkpoint as ckpt
+from diffusion.training import distributed
 from diffusion.training.session import build_training
 
 TINY_UNET = UNetConfig(image_size=8, in_channels=4, num_channels=32, num_res_blocks=1, channel_mult="1,2",
@@ -128,6 +129,33 @@ def test_bf16_autocast_trains(latents_run, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_auto_precision_is_bf16_only_on_hardware_that_has_it(monkeypatch, tmp_path):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    for amx, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        assert distributed.resolve_precision("auto", cpu) == want
+        assert [distributed.resolve_precision(p, cpu) for p in ("fp32", "bf16")] == ["fp32", "bf16"]
+    for capability, want in (((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp32")):  # Ampere+ vs Turing
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert distributed.resolve_precision("auto", gpu) == want
+    # A torch without the AMX probe: the CPU flags Linux lists decide.
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    for flags, want in (("fpu avx2 avx512f amx_bf16 amx_tile", "bf16"), ("fpu avx2 avx512_bf16", "fp32")):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(distributed, "CPUINFO", tmp_path / "cpuinfo")
+        assert distributed.resolve_precision("auto", cpu) == want
+    monkeypatch.setattr(distributed, "CPUINFO", tmp_path / "missing")
+    assert distributed.resolve_precision("auto", cpu) == "fp32"
+
+
+def test_auto_precision_is_resolved_before_the_run_config_is_saved(latents_run, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    s = make(latents_run, tmp_path / "auto", BASE.replace(max_steps=1, save_interval=1, precision="auto"))
+    assert s.loop.config.precision == "fp32"
+    last = s.loop.run()
+    assert ckpt.read_checkpoint_config(last)["train"]["precision"] == "fp32"
+
+
 def test_resume_with_other_architecture_is_refused(latents_run, tmp_path):
     make(latents_run, tmp_path / "r", BASE.replace(max_steps=1)).loop.run()
     with pytest.raises(ValueError, match="different model config.*same flags to resume, or choose a new --run"):
@@ -139,7 +167,7 @@ def test_config_errors_are_explained(latents_run, tmp_path):
         make(latents_run, tmp_path / "x", unet=TINY_UNET.replace(null_class=False))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
-    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+    with pytest.raises(ValueError, match="precision must be 'fp32', 'bf16' or 'auto'"):
         TrainConfig(precision="fp16")
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         make(latents_run, tmp_path / "y", require_resume=True)
