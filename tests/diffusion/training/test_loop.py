@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from diffusion.config import DiffusionConfig, UNetConfig
-from diffusion.training import LatentData, TrainConfig, TrainingDiverged
+from diffusion.training import LatentData, TrainConfig, TrainingDiverged, distributed
 from diffusion.training import checkpoint as ckpt
-from diffusion.training import distributed
 from diffusion.training.session import build_training
 
 TINY_UNET = UNetConfig(image_size=8, in_channels=4, num_channels=32, num_res_blocks=1, channel_mult="1,2",
