@@ -53,6 +53,19 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def _usual_permissions(folder: Path) -> None:
+    """Give the files under `folder` the permissions a plain `open` would (umask applied).
+
+    Some writers create owner-only files (safetensors' save_file makes 0600), which would leave a finished run
+    unreadable to the other users of a shared machine. Executable bits are kept.
+    """
+    mask = _umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            executable = path.stat().st_mode & 0o100
+            os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success it replaces `target` whole, on error it is removed."""
@@ -62,6 +75,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
+        _usual_permissions(tmp)
         if target.exists():
             # Move the old folder aside first so that `target` always names a complete folder or nothing.
             old = target.with_name(f".{target.name}.old")

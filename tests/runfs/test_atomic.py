@@ -88,7 +88,15 @@ def test_written_files_and_folders_get_umask_permissions(tmp_path):
         write_json(tmp_path / "f.json", {})
         with atomic_dir(tmp_path / "d") as d:
             (d / "x").write_text("1")
+            (d / "sub").mkdir()
+            (d / "sub" / "owner_only").write_text("2")
+            os.chmod(d / "sub" / "owner_only", 0o600)  # what safetensors' save_file leaves
+            (d / "tool").write_text("#!/bin/sh\n")
+            os.chmod(d / "tool", 0o700)
     finally:
         os.umask(mask)
     assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "d" / "x").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d" / "sub" / "owner_only").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d" / "tool").stat().st_mode & 0o777 == 0o755
