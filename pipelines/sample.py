@@ -1,9 +1,9 @@
 """Sample images: noise -> respaced denoising (torch) -> decode (onnxruntime). No TensorFlow in this process.
 
 `python pipelines/sample.py --run DIR` needs no other flag: it loads the newest checkpoint in DIR/diffusion (EMA
-weights), the ONNX decoder in DIR/bridge, and writes DIR/samples/grid.png (one row per class for a
-class-conditional model), samples_NxHxWxC.npz (arr_0 uint8 NHWC, arr_1 labels; guided-diffusion's evaluator
-format) and info.json (settings, timings, execution provider). Same --seed, same images.
+weights), the ONNX decoder in DIR/bridge, and writes DIR/samples/grid.png (a preview: one row per class for a
+class-conditional model, at most 16 samples per row), samples_NxHxWxC.npz (arr_0 uint8 NHWC, arr_1 labels;
+guided-diffusion's evaluator format) and info.json (settings, timings, execution provider). Same --seed, same images.
 """
 
 from __future__ import annotations

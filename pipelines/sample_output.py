@@ -11,6 +11,19 @@ import numpy as np
 from runfs import atomic_dir, atomic_path, write_json
 from runfs.images import grid, save_png, to_uint8
 
+GRID_COLUMNS = 16  # grid.png shows at most this many samples per class row (or 16x16 unconditional): a preview
+
+
+def grid_tiles(pixels: np.ndarray, num_classes: int | None) -> tuple[np.ndarray, int | None]:
+    """The samples grid.png shows and its column count: one row per class when the samples come in equal class
+    blocks (make_labels' order), the first GRID_COLUMNS of each; otherwise the first GRID_COLUMNS**2, square."""
+    n = len(pixels)
+    if num_classes and n % num_classes == 0 and n >= num_classes:
+        per_class = n // num_classes
+        keep = min(per_class, GRID_COLUMNS)
+        return pixels.reshape(num_classes, per_class, *pixels.shape[1:])[:, :keep].reshape(-1, *pixels.shape[1:]), keep
+    return pixels[:GRID_COLUMNS ** 2], None
+
 
 def save_samples(out: str | os.PathLike, images: np.ndarray, labels: np.ndarray | None, info: dict[str, Any],
                  num_classes: int | None, save_pngs: bool = False) -> Path:
@@ -21,9 +34,8 @@ def save_samples(out: str | os.PathLike, images: np.ndarray, labels: np.ndarray 
     with atomic_path(out / f"samples_{n}x{h}x{w}x{c}.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
         arrays = {"arr_0": pixels} if labels is None else {"arr_0": pixels, "arr_1": labels.astype(np.int64)}
         np.savez(f, **arrays)
-    # One row per class when the samples come in equal class blocks (make_labels' order).
-    ncol = n // num_classes if num_classes and n % num_classes == 0 and n >= num_classes else None
-    save_png(out / "grid.png", grid(pixels, ncol), scale=max(1, 256 // max(h, w) // 2))
+    tiles, ncol = grid_tiles(pixels, num_classes)
+    save_png(out / "grid.png", grid(tiles, ncol), scale=max(1, 256 // max(h, w) // 2))
     if save_pngs:
         with atomic_dir(out / "images") as d:
             for i, image in enumerate(pixels):
