@@ -17,11 +17,10 @@ GRID_COLUMNS = 16  # grid.png shows at most this many samples per class row (or 
 def grid_tiles(pixels: np.ndarray, num_classes: int | None) -> tuple[np.ndarray, int | None]:
     """The samples grid.png shows and its column count: one row per class when the samples come in equal class
     blocks (make_labels' order), the first GRID_COLUMNS of each; otherwise the first GRID_COLUMNS**2, square."""
-    n = len(pixels)
+    n, *image_shape = pixels.shape
     if num_classes and n % num_classes == 0 and n >= num_classes:
-        per_class = n // num_classes
-        keep = min(per_class, GRID_COLUMNS)
-        return pixels.reshape(num_classes, per_class, *pixels.shape[1:])[:, :keep].reshape(-1, *pixels.shape[1:]), keep
+        keep = min(n // num_classes, GRID_COLUMNS)
+        return pixels.reshape(num_classes, -1, *image_shape)[:, :keep].reshape(-1, *image_shape), keep
     return pixels[:GRID_COLUMNS ** 2], None
 
 
