@@ -2,6 +2,7 @@
 
 Both models are plain functional graphs of Conv2D / GroupNormalization / swish / UpSampling2D (and an optional
 single-head attention in the middle block), so that Keras' safe-mode loading and ONNX export work on them.
+With `norm="none"` the GroupNormalization layers are left out (the same graph otherwise).
 """
 
 from __future__ import annotations
@@ -32,13 +33,19 @@ class LogVarClamp(layers.Layer):
         return {**super().get_config(), "min_value": self.min_value, "max_value": self.max_value}
 
 
-def _norm_act(x, groups: int, name: str):
-    x = layers.GroupNormalization(groups=groups, epsilon=1e-6, name=f"{name}_norm")(x)
-    return layers.Activation("swish", name=f"{name}_swish")(x)
+def _norm(x, groups: int | None, name: str):
+    """GroupNorm with `groups` groups; `groups=None` (the config's norm="none") returns x unchanged."""
+    if groups is None:
+        return x
+    return layers.GroupNormalization(groups=groups, epsilon=1e-6, name=f"{name}_norm")(x)
 
 
-def res_block(x, width: int, groups: int, name: str):
-    """(N, h, w, c) -> (N, h, w, width): two GroupNorm-swish-conv layers and a (1x1 projected) skip."""
+def _norm_act(x, groups: int | None, name: str):
+    return layers.Activation("swish", name=f"{name}_swish")(_norm(x, groups, name))
+
+
+def res_block(x, width: int, groups: int | None, name: str):
+    """(N, h, w, c) -> (N, h, w, width): two [GroupNorm-]swish-conv layers and a (1x1 projected) skip."""
     skip = x
     h = _norm_act(x, groups, f"{name}_a")
     h = layers.Conv2D(width, 3, padding="same", name=f"{name}_conv_a")(h)
@@ -49,36 +56,42 @@ def res_block(x, width: int, groups: int, name: str):
     return layers.Add(name=f"{name}_add")([skip, h])
 
 
-def attention_block(x, groups: int, name: str):
+def attention_block(x, groups: int | None, name: str):
     """(N, h, w, c) -> same: single-head self-attention over the h*w positions, residual."""
     size, width = x.shape[1], x.shape[-1]
-    h = layers.GroupNormalization(groups=groups, epsilon=1e-6, name=f"{name}_norm")(x)
+    h = _norm(x, groups, name)
     h = layers.Reshape((size * size, width), name=f"{name}_flatten")(h)
     h = layers.MultiHeadAttention(num_heads=1, key_dim=width, name=f"{name}_mha")(h, h)
     h = layers.Reshape((size, size, width), name=f"{name}_unflatten")(h)
     return layers.Add(name=f"{name}_add")([x, h])
 
 
+def _groups(cfg: VAEConfig) -> int | None:
+    return cfg.norm_groups if cfg.norm == "group" else None
+
+
 def _middle(x, cfg: VAEConfig, name: str):
+    groups = _groups(cfg)
     width = x.shape[-1]
-    x = res_block(x, width, cfg.norm_groups, f"{name}_res1")
+    x = res_block(x, width, groups, f"{name}_res1")
     if cfg.mid_attention:
-        x = attention_block(x, cfg.norm_groups, f"{name}_attn")
-    return res_block(x, width, cfg.norm_groups, f"{name}_res2")
+        x = attention_block(x, groups, f"{name}_attn")
+    return res_block(x, width, groups, f"{name}_res2")
 
 
 def build_encoder(cfg: VAEConfig) -> keras.Model:
     """images (N, S, S, C) in [-1, 1] -> (mean, logvar), each (N, S/f, S/f, z_channels); logvar clamped."""
     images = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="images")
+    groups = _groups(cfg)
     x = layers.Conv2D(cfg.base_channels, 3, padding="same", name="enc_in")(images)
     for level, mult in enumerate(cfg.channel_mult):
         for block in range(cfg.num_res_blocks):
-            x = res_block(x, cfg.base_channels * mult, cfg.norm_groups, f"enc_l{level}_res{block}")
+            x = res_block(x, cfg.base_channels * mult, groups, f"enc_l{level}_res{block}")
         if level < len(cfg.channel_mult) - 1:
             # A strided conv halves h and w (LDM's learned downsampling).
             x = layers.Conv2D(x.shape[-1], 3, strides=2, padding="same", name=f"enc_l{level}_down")(x)
     x = _middle(x, cfg, "enc_mid")
-    x = _norm_act(x, cfg.norm_groups, "enc_out")
+    x = _norm_act(x, groups, "enc_out")
     # Two 3x3 heads rather than one conv split in two: same maths, no slicing op in the exported graph.
     mean = layers.Conv2D(cfg.z_channels, 3, padding="same", name="mean")(x)
     logvar = layers.Conv2D(cfg.z_channels, 3, padding="same", name="logvar_raw")(x)
@@ -89,16 +102,17 @@ def build_encoder(cfg: VAEConfig) -> keras.Model:
 def build_decoder(cfg: VAEConfig) -> keras.Model:
     """unscaled latents (N, S/f, S/f, z_channels) -> images (N, S, S, C), roughly in [-1, 1] (not clipped)."""
     latents = keras.Input(cfg.latent_shape_hwc, name="latents")
+    groups = _groups(cfg)
     top = cfg.base_channels * cfg.channel_mult[-1]
     x = layers.Conv2D(top, 3, padding="same", name="dec_in")(latents)
     x = _middle(x, cfg, "dec_mid")
     for level in reversed(range(len(cfg.channel_mult))):
         for block in range(cfg.num_res_blocks + 1):
-            x = res_block(x, cfg.base_channels * cfg.channel_mult[level], cfg.norm_groups, f"dec_l{level}_res{block}")
+            x = res_block(x, cfg.base_channels * cfg.channel_mult[level], groups, f"dec_l{level}_res{block}")
         if level > 0:
             x = layers.UpSampling2D(2, interpolation="nearest", name=f"dec_l{level}_up")(x)
             x = layers.Conv2D(x.shape[-1], 3, padding="same", name=f"dec_l{level}_upconv")(x)
-    x = _norm_act(x, cfg.norm_groups, "dec_out")
+    x = _norm_act(x, groups, "dec_out")
     images = layers.Conv2D(cfg.channels, 3, padding="same", name="images")(x)
     return keras.Model(latents, images, name="vae_decoder")
 

@@ -100,3 +100,28 @@ def test_bad_real_latents_are_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"real_latents must be \(N, z, h, w\) NCHW"):
         export_bridge(None, None, tmp_path / "b", scale_factor=1.0, real_latents=np.zeros((3, 4)), image_size=16,
                       channels=1, vae_checkpoint="x")
+
+
+def test_a_vae_without_groupnorm_exports_with_parity(tmp_path):
+    """The project's own VAE builders with norm="none" (the fashion_mnist preset): nothing to fuse, same contract."""
+    import keras
+
+    from bridge.export import export_bridge
+    from vae.config import VAEConfig
+    from vae.model import build_decoder, build_encoder
+
+    cfg = VAEConfig(image_size=IMAGE_SIZE, base_channels=4, channel_mult=(1, 2, 2), z_channels=LATENT_SHAPE[0],
+                    norm="none")
+    keras.utils.set_random_seed(7)
+    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
+    images = np.random.default_rng(8).uniform(-1, 1, (8, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)).astype(np.float32)
+    real = np.ascontiguousarray(encoder.predict(images, verbose=0)[0].transpose(0, 3, 1, 2))
+    info = export_bridge(encoder, decoder, tmp_path / "bridge", scale_factor=SCALE, real_latents=real,
+                         image_size=IMAGE_SIZE, channels=CHANNELS, vae_checkpoint="plain", num_random=8, batch=8)
+    assert info["latent_shape"] == list(LATENT_SHAPE)
+    graph = onnx.load(tmp_path / "bridge" / "decoder.onnx").graph
+    assert not {n.op_type for n in graph.node} & {"InstanceNormalization", "GroupNormalization", "ReduceMean"}
+    scaled = np.random.default_rng(9).standard_normal((3, *LATENT_SHAPE), dtype=np.float32)
+    (got,) = _session(tmp_path / "bridge" / "decoder.onnx").run(None, {"latents": scaled})
+    want = decoder.predict((scaled / SCALE).transpose(0, 2, 3, 1), verbose=0)
+    assert np.max(np.abs(got - want)) <= 1e-4

@@ -24,11 +24,22 @@ def test_unknown_keys_rejected():
         ({"base_channels": 12}, "not divisible by norm_groups=8"),
         ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"norm": "batch"}, "norm must be one of"),
     ],
 )
 def test_invalid_configs_explain(changes, message):
     with pytest.raises(ValueError, match=message):
         VAEConfig().replace(**changes)
+
+
+def test_norm_none_does_not_constrain_widths_by_groups():
+    assert VAEConfig(base_channels=12, norm="none").norm == "none"  # 12 channels and 8 groups: fine without GroupNorm
+
+
+def test_configs_saved_before_the_norm_field_load_with_groupnorm():
+    old = VAEConfig().to_dict()
+    del old["norm"]
+    assert VAEConfig.from_dict(old).norm == "group"
 
 
 def test_presets_are_copies():

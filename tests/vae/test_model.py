@@ -23,6 +23,27 @@ def test_shapes_for_each_downsampling_factor(channel_mult, channels, attention):
     assert decoder(mean).shape == (2, 16, 16, channels)
 
 
+def _layer_types(model):
+    return {type(layer).__name__ for layer in model.layers}
+
+
+def test_norm_none_leaves_out_every_groupnorm_and_nothing_else():
+    group = VAEConfig(image_size=16, base_channels=4, channel_mult=(1, 2), norm_groups=2, mid_attention=True)
+    plain = group.replace(norm="none")
+    for build in (build_encoder, build_decoder):
+        with_norm, without = build(group), build(plain)
+        norms = [layer for layer in with_norm.layers if isinstance(layer, keras.layers.GroupNormalization)]
+        assert norms and "GroupNormalization" not in _layer_types(without)
+        # The rest of the graph is the same layer for layer: only the norms' 2 * channels weights are gone.
+        assert [layer.name for layer in without.layers] == [layer.name for layer in with_norm.layers
+                                                            if layer not in norms]
+        norm_params = sum(int(np.prod(w.shape)) for layer in norms for w in layer.weights)
+        assert without.count_params() == with_norm.count_params() - norm_params
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)).astype(np.float32)
+    mean, _ = build_encoder(plain)(images)
+    assert build_decoder(plain)(mean).shape == (2, 16, 16, 1)
+
+
 def test_logvar_is_clamped():
     cfg = VAEConfig(image_size=8, base_channels=4, channel_mult=(1, 2), norm_groups=2, logvar_min=-5.0, logvar_max=3.0)
     encoder = build_encoder(cfg)
