@@ -25,9 +25,9 @@ GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "dpmpp", "--
 def demo_vae_minutes() -> int:
     """The VAE's share of the demo's 30 minutes on 2 cores (its preset alone would take 19). The diffusion preset's
     2,600 steps come first (measured: once the latents have 8 channels, diffusion steps buy more FID than VAE
-    minutes; docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget"); they take ~12 minutes where the device
-    runs bfloat16 natively (the preset's `--precision auto`: AMX CPU, Ampere+ GPU), ~17.5 in float32 elsewhere.
-    The VAE gets what is left: 11 or 8 minutes."""
+    minutes; docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget"); they take ~12-15 minutes where the
+    device runs bfloat16 natively (the preset's `--precision auto`: AMX or AVX512-BF16 CPU, Ampere+ GPU), ~17.5 in
+    float32 elsewhere. The VAE gets what is left: 11 or 8 minutes."""
     from diffusion.training.distributed import native_bf16, pick_device  # torch only, no TensorFlow
 
     return 11 if native_bf16(pick_device("auto")) else 8

@@ -16,8 +16,10 @@ def _commands(root):
 
 def test_vae_stage_gets_the_demo_budget_and_resumes_only_from_a_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # stage 2 on this CPU
-    for amx, minutes in ((True, "11"), (False, "8")):  # stage 2 in bf16 (~12 min) or fp32 (~17.5): VAE gets the rest
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+    # stage 2 in bf16 (~12-15 min) or fp32 (~17.5): the VAE gets the rest
+    for native, minutes in ((True, "11"), (False, "8")):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda native=native: native, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native, raising=False)
         fresh = _commands(tmp_path)["vae"]
         assert fresh[-2:] == ["--max-train-minutes", minutes] and "--resume" not in fresh
     (tmp_path / "vae" / "checkpoint").mkdir(parents=True)

@@ -128,18 +128,24 @@ def test_bf16_autocast_trains(latents_run, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def _cpu_probes(monkeypatch, amx: bool, avx512_bf16: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+
+
 def test_auto_precision_is_bf16_only_on_hardware_that_has_it(monkeypatch, tmp_path):
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    for amx, want in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+    for amx, avx512_bf16, want in ((True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")):
+        _cpu_probes(monkeypatch, amx, avx512_bf16)
         assert distributed.resolve_precision("auto", cpu) == want
         assert [distributed.resolve_precision(p, cpu) for p in ("fp32", "bf16")] == ["fp32", "bf16"]
     for capability, want in (((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp32")):  # Ampere+ vs Turing
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
         assert distributed.resolve_precision("auto", gpu) == want
-    # A torch without the AMX probe: the CPU flags Linux lists decide.
+    # A torch without the probes: the CPU flags Linux lists decide.
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    for flags, want in (("fpu avx2 avx512f amx_bf16 amx_tile", "bf16"), ("fpu avx2 avx512_bf16", "fp32")):
+    for flags, want in (("fpu avx2 avx512f amx_bf16 amx_tile", "bf16"), ("fpu avx2 avx512f avx512_bf16", "bf16"),
+                        ("fpu avx2 avx512f avx512_vnni", "fp32"), ("fpu avx2", "fp32")):
         (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(distributed, "CPUINFO", tmp_path / "cpuinfo")
         assert distributed.resolve_precision("auto", cpu) == want
@@ -148,7 +154,7 @@ def test_auto_precision_is_bf16_only_on_hardware_that_has_it(monkeypatch, tmp_pa
 
 
 def test_auto_precision_is_resolved_before_the_run_config_is_saved(latents_run, monkeypatch, tmp_path):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    _cpu_probes(monkeypatch, amx=False, avx512_bf16=False)
     s = make(latents_run, tmp_path / "auto", BASE.replace(max_steps=1, save_interval=1, precision="auto"))
     assert s.loop.config.precision == "fp32"
     last = s.loop.run()
