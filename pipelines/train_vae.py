@@ -42,10 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="width multipliers per level, e.g. 1,2,2 (downsampling f = 2^(levels-1))")
     p.add_argument("--num-res-blocks", type=int, help="residual blocks per level")
     p.add_argument("--z-channels", type=int, help="latent channels")
-    p.add_argument("--norm", choices=["group", "none"],
-                   help="group: GroupNorm before each swish (LDM); none: no normalisation layers: ~1.45x the "
-                        "training speed and sharper reconstructions, but latents the diffusion model fits worse "
-                        "(docs/benchmarks.md)")
+    p.add_argument("--norm", choices=["group", "encoder", "none"],
+                   help="group: GroupNorm before each swish (LDM); encoder: in the encoder only; none: no "
+                        "normalisation layers: ~1.45x the training speed and sharper reconstructions, but latents "
+                        "the diffusion model fits worse (docs/benchmarks.md)")
     p.add_argument("--norm-groups", type=int, help="GroupNorm groups (must divide every width)")
     p.add_argument("--mid-attention", action=argparse.BooleanOptionalAction, default=None,
                    help="self-attention in the middle blocks")

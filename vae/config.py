@@ -8,7 +8,7 @@ from typing import Any
 
 RECON_LOSSES = ("l1", "l2")
 LR_SCHEDULES = ("constant", "cosine")
-NORMS = ("group", "none")
+NORMS = ("group", "encoder", "none")
 
 
 @dataclass
@@ -33,8 +33,8 @@ class VAEConfig:
     num_res_blocks: int = 1
     z_channels: int = 4
     mid_attention: bool = False
-    # "group": GroupNorm before every swish (LDM's autoencoder); "none": no normalisation layers, ~1.45x the
-    # training throughput on a CPU, which buys a better VAE in a fixed time budget (docs/benchmarks.md).
+    # "group": GroupNorm before every swish (LDM's autoencoder); "encoder": in the encoder only (the decoder, which
+    # takes most of the compute, has none); "none": no normalisation layers (docs/benchmarks.md).
     norm: str = "group"
     norm_groups: int = 8
     logvar_min: float = -30.0
@@ -88,7 +88,7 @@ class VAEConfig:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         for level, mult in enumerate(self.channel_mult):
             width = self.base_channels * mult
-            if self.norm == "group" and width % self.norm_groups:
+            if self.norm != "none" and width % self.norm_groups:
                 raise ValueError(
                     f"level {level} has {width} channels, not divisible by norm_groups={self.norm_groups}"
                 )

@@ -2,7 +2,8 @@
 
 Both models are plain functional graphs of Conv2D / GroupNormalization / swish / UpSampling2D (and an optional
 single-head attention in the middle block), so that Keras' safe-mode loading and ONNX export work on them.
-With `norm="none"` the GroupNormalization layers are left out (the same graph otherwise).
+With `norm="none"` the GroupNormalization layers are left out (the same graph otherwise); `norm="encoder"` keeps
+them in the encoder only.
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ def attention_block(x, groups: int | None, name: str):
     return layers.Add(name=f"{name}_add")([x, h])
 
 
-def _groups(cfg: VAEConfig) -> int | None:
-    return cfg.norm_groups if cfg.norm == "group" else None
+def _groups(cfg: VAEConfig, part: str) -> int | None:
+    """GroupNorm groups of the encoder or decoder `part`, None where cfg.norm leaves that part without norms."""
+    normed = {"group": ("encoder", "decoder"), "encoder": ("encoder",), "none": ()}[cfg.norm]
+    return cfg.norm_groups if part in normed else None
 
 
-def _middle(x, cfg: VAEConfig, name: str):
-    groups = _groups(cfg)
+def _middle(x, groups: int | None, cfg: VAEConfig, name: str):
     width = x.shape[-1]
     x = res_block(x, width, groups, f"{name}_res1")
     if cfg.mid_attention:
@@ -82,7 +84,7 @@ def _middle(x, cfg: VAEConfig, name: str):
 def build_encoder(cfg: VAEConfig) -> keras.Model:
     """images (N, S, S, C) in [-1, 1] -> (mean, logvar), each (N, S/f, S/f, z_channels); logvar clamped."""
     images = keras.Input((cfg.image_size, cfg.image_size, cfg.channels), name="images")
-    groups = _groups(cfg)
+    groups = _groups(cfg, "encoder")
     x = layers.Conv2D(cfg.base_channels, 3, padding="same", name="enc_in")(images)
     for level, mult in enumerate(cfg.channel_mult):
         for block in range(cfg.num_res_blocks):
@@ -90,7 +92,7 @@ def build_encoder(cfg: VAEConfig) -> keras.Model:
         if level < len(cfg.channel_mult) - 1:
             # A strided conv halves h and w (LDM's learned downsampling).
             x = layers.Conv2D(x.shape[-1], 3, strides=2, padding="same", name=f"enc_l{level}_down")(x)
-    x = _middle(x, cfg, "enc_mid")
+    x = _middle(x, groups, cfg, "enc_mid")
     x = _norm_act(x, groups, "enc_out")
     # Two 3x3 heads rather than one conv split in two: same maths, no slicing op in the exported graph.
     mean = layers.Conv2D(cfg.z_channels, 3, padding="same", name="mean")(x)
@@ -102,10 +104,10 @@ def build_encoder(cfg: VAEConfig) -> keras.Model:
 def build_decoder(cfg: VAEConfig) -> keras.Model:
     """unscaled latents (N, S/f, S/f, z_channels) -> images (N, S, S, C), roughly in [-1, 1] (not clipped)."""
     latents = keras.Input(cfg.latent_shape_hwc, name="latents")
-    groups = _groups(cfg)
+    groups = _groups(cfg, "decoder")
     top = cfg.base_channels * cfg.channel_mult[-1]
     x = layers.Conv2D(top, 3, padding="same", name="dec_in")(latents)
-    x = _middle(x, cfg, "dec_mid")
+    x = _middle(x, groups, cfg, "dec_mid")
     for level in reversed(range(len(cfg.channel_mult))):
         for block in range(cfg.num_res_blocks + 1):
             x = res_block(x, cfg.base_channels * cfg.channel_mult[level], groups, f"dec_l{level}_res{block}")

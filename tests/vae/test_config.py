@@ -34,6 +34,8 @@ def test_invalid_configs_explain(changes, message):
 
 def test_norm_none_does_not_constrain_widths_by_groups():
     assert VAEConfig(base_channels=12, norm="none").norm == "none"  # 12 channels and 8 groups: fine without GroupNorm
+    with pytest.raises(ValueError, match="not divisible by norm_groups=8"):
+        VAEConfig(base_channels=12, norm="encoder")
 
 
 def test_configs_saved_before_the_norm_field_load_with_groupnorm():

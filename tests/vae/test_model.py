@@ -44,6 +44,14 @@ def test_norm_none_leaves_out_every_groupnorm_and_nothing_else():
     assert build_decoder(plain)(mean).shape == (2, 16, 16, 1)
 
 
+def test_norm_encoder_keeps_groupnorm_in_the_encoder_only():
+    cfg = VAEConfig(image_size=16, base_channels=4, channel_mult=(1, 2), norm_groups=2, norm="encoder")
+    assert _layer_types(build_encoder(cfg)) == _layer_types(build_encoder(cfg.replace(norm="group")))
+    assert _layer_types(build_decoder(cfg)) == _layer_types(build_decoder(cfg.replace(norm="none")))
+    assert "GroupNormalization" in _layer_types(build_encoder(cfg))
+    assert "GroupNormalization" not in _layer_types(build_decoder(cfg))
+
+
 def test_logvar_is_clamped():
     cfg = VAEConfig(image_size=8, base_channels=4, channel_mult=(1, 2), norm_groups=2, logvar_min=-5.0, logvar_max=3.0)
     encoder = build_encoder(cfg)
