@@ -2,10 +2,10 @@
 
 This module needs Keras + TensorFlow + tf2onnx; the sampling path never imports it (see `bridge.runtime`).
 
-The exported decoder takes the diffusion model's output as it is: `latents` (N, z, h, w) float32, NCHW, scaled by
-`scale_factor`. The graph divides by `scale_factor` and transposes to NHWC before the Keras decoder, so the scale is
-applied in exactly this one place. The export writes `decoder.onnx`, `encoder.onnx` and `bridge.json` into one
-folder atomically, and only when onnxruntime reproduces Keras to `tolerance` on random and on real latents.
+The exported decoder takes the diffusion model's output as it is: `latents` (N, z, h, w) float32, NCHW, scaled as
+(z - shift) * scale (runfs.latent_norm). The graph undoes that and transposes to NHWC before the Keras decoder, so
+the scale is undone in exactly this one place. The export writes `decoder.onnx`, `encoder.onnx` and `bridge.json`
+into one folder atomically, and only when onnxruntime reproduces Keras to `tolerance` on random and on real latents.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import tf2onnx
 from bridge.groupnorm import GroupNormSpec, fuse_group_norms
 from bridge.spec import BRIDGE_JSON, DECODER_FILE, ENCODER_FILE, FORMAT_VERSION
 from runfs import atomic_dir, file_digest, write_json
+from runfs.latent_norm import LatentNorm
 
 PARITY_TOLERANCE = 1e-4
 DEFAULT_OPSET = 17
@@ -36,11 +37,18 @@ class ParityError(RuntimeError):
     """onnxruntime does not reproduce the Keras model within the tolerance: nothing was written."""
 
 
-def wrap_decoder(decoder: keras.Model, scale_factor: float, latent_shape: tuple[int, int, int]) -> keras.Model:
+def wrap_decoder(decoder: keras.Model, latent_norm: LatentNorm, latent_shape: tuple[int, int, int]) -> keras.Model:
     """Decoder over the diffusion model's output: `latents` (N, z, h, w) scaled NCHW -> images (N, S, S, C) NHWC."""
     latents = keras.Input(shape=tuple(latent_shape), name="latents", dtype="float32")
-    # The one place the scale factor is undone (DESIGN.md): the diffusion model works on latents * scale_factor.
-    unscaled = keras.ops.transpose(latents / np.float32(scale_factor), (0, 2, 3, 1))  # (N, h, w, z)
+    # The one place the scale is undone (DESIGN.md): the diffusion model works on (z - shift) * scale.
+    nhwc = keras.ops.transpose(latents, (0, 2, 3, 1))  # (N, h, w, z)
+    if latent_norm.mode == "global":  # one Div by a scalar, as before per-channel norms existed
+        unscaled = nhwc / np.float32(latent_norm.scale[0])
+    else:
+        # Per channel on the last axis: a (1, z, 1, 1) constant added to NCHW latents came out of Keras 3.15's
+        # graph broadcast along the last axis instead (measured; the parity check caught it).
+        shift, scale = (np.asarray(v, np.float32) for v in (latent_norm.shift, latent_norm.scale))
+        unscaled = nhwc / scale + shift
     return keras.Model(latents, decoder(unscaled), name="bridge_decoder")
 
 
@@ -147,7 +155,7 @@ def export_bridge(
     decoder: keras.Model,
     out_dir: str | os.PathLike,
     *,
-    scale_factor: float,
+    latent_norm: LatentNorm,
     real_latents: np.ndarray,
     image_size: int,
     channels: int,
@@ -161,7 +169,7 @@ def export_bridge(
     """Export encoder and decoder to `out_dir` (decoder.onnx, encoder.onnx, bridge.json) after a parity check.
 
     real_latents: (N, z, h, w) float32 NCHW, UNSCALED encoder means (e.g. a few hundred from latents/val_mean.npy).
-    Decoder parity compares onnxruntime on `latents * scale_factor` with Keras `decoder(latents)` in NHWC, on
+    Decoder parity compares onnxruntime on `latent_norm.apply(latents)` with Keras `decoder(latents)` in NHWC, on
     `num_random` standard-normal latents (in the scaled space the diffusion model samples) and on `real_latents`.
     Encoder parity uses uniform random images in [-1, 1] and the decoder's images of the real latents.
     Raises ParityError (and writes nothing) when any difference exceeds `tolerance`. Returns bridge.json's dict.
@@ -169,11 +177,10 @@ def export_bridge(
     real_latents = np.ascontiguousarray(real_latents, dtype=np.float32)
     if real_latents.ndim != 4 or len(real_latents) == 0:
         raise ValueError(f"real_latents must be (N, z, h, w) NCHW with N > 0, got shape {real_latents.shape}")
-    if not scale_factor > 0:
-        raise ValueError(f"scale_factor must be positive, got {scale_factor}")
     latent_shape = tuple(int(d) for d in real_latents.shape[1:])
+    if latent_norm.channels != latent_shape[0]:
+        raise ValueError(f"latent_norm has {latent_norm.channels} channels, the latents {latent_shape[0]}")
     rng = np.random.default_rng(seed)
-    scale = np.float32(scale_factor)
 
     def keras_decode(unscaled_nchw: np.ndarray) -> np.ndarray:  # the reference: Keras on NHWC, unscaled latents
         return _predict(decoder, np.ascontiguousarray(unscaled_nchw.transpose(0, 2, 3, 1)), batch)[0]
@@ -186,7 +193,7 @@ def export_bridge(
         return [np.ascontiguousarray(o.transpose(0, 3, 1, 2)) for o in _predict(encoder, images, batch)]
 
     encoder_onnx = to_onnx(wrap_encoder(encoder, image_size, channels), ["mean", "logvar"], opset)
-    decoder_onnx = to_onnx(wrap_decoder(decoder, scale_factor, latent_shape), ["images"], opset)
+    decoder_onnx = to_onnx(wrap_decoder(decoder, latent_norm, latent_shape), ["images"], opset)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         onnx.save(decoder_onnx, tmp / DECODER_FILE)
@@ -198,9 +205,9 @@ def export_bridge(
             "num_random": num_random,
             "num_real": len(real_latents),
             "decoder_random": _max_abs_diff(
-                tmp / DECODER_FILE, random_scaled, [keras_decode(random_scaled / scale)], batch
+                tmp / DECODER_FILE, random_scaled, [keras_decode(latent_norm.undo(random_scaled))], batch
             ),
-            "decoder_real": _max_abs_diff(tmp / DECODER_FILE, real_latents * scale, [real_images], batch),
+            "decoder_real": _max_abs_diff(tmp / DECODER_FILE, latent_norm.apply(real_latents), [real_images], batch),
             "encoder_random": _max_abs_diff(tmp / ENCODER_FILE, random_images, keras_encode(random_images), batch),
             "encoder_real": _max_abs_diff(tmp / ENCODER_FILE, clipped_real, keras_encode(clipped_real), batch),
         }
@@ -210,7 +217,7 @@ def export_bridge(
                 f"ONNX export does not reproduce Keras: max abs differences {failed} exceed {tolerance:g}; "
                 f"nothing was written to {out_dir}. Try another --opset, or report the layer that differs."
             )
-        info = _bridge_info(tmp, latent_shape, scale_factor, image_size, channels, vae_checkpoint, opset, parity)
+        info = _bridge_info(tmp, latent_shape, latent_norm, image_size, channels, vae_checkpoint, opset, parity)
         info["ir_version"] = int(decoder_onnx.ir_version)
         write_json(tmp / BRIDGE_JSON, info)
     return info
@@ -219,7 +226,7 @@ def export_bridge(
 def _bridge_info(
     folder: Path,
     latent_shape: tuple[int, int, int],
-    scale_factor: float,
+    latent_norm: LatentNorm,
     image_size: int,
     channels: int,
     vae_checkpoint: str,
@@ -246,7 +253,7 @@ def _bridge_info(
             },
         },
         "dtype": "float32",
-        "scale_factor": float(scale_factor),
+        **latent_norm.to_meta(),
         "latent_shape": list(latent_shape),
         "image_size": int(image_size),
         "channels": int(channels),

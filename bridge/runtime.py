@@ -27,7 +27,7 @@ from runfs import file_digest
 class OnnxDecoder:
     """Decode SCALED NCHW latents (the diffusion model's output as it is) to NHWC images with onnxruntime.
 
-    Attributes: `provider` (the execution provider really in use), `latent_shape` (z, h, w), `scale_factor`,
+    Attributes: `provider` (the execution provider really in use), `latent_shape` (z, h, w), `latent_norm`,
     `image_size`, `channels`, `bound_from_device_memory` (True when the last decode bound the caller's CUDA
     tensor by IOBinding, i.e. no copy through host memory).
     """
@@ -41,7 +41,7 @@ class OnnxDecoder:
         self.device_id = device_id
         self.provider: str = session.get_providers()[0]
         self.latent_shape = spec.latent_shape
-        self.scale_factor = spec.scale_factor
+        self.latent_norm = spec.latent_norm
         self.image_size = spec.image_size
         self.channels = spec.channels
         self.bound_from_device_memory = False
@@ -76,7 +76,7 @@ class OnnxDecoder:
     def __repr__(self) -> str:
         return (
             f"OnnxDecoder({self.spec.decoder_path}, provider={self.provider}, latent_shape={self.latent_shape}, "
-            f"scale_factor={self.scale_factor:g}, images={self.image_size}x{self.image_size}x{self.channels})"
+            f"{self.latent_norm.describe()}, images={self.image_size}x{self.image_size}x{self.channels})"
         )
 
 

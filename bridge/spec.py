@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runfs import RunPaths, read_json
+from runfs.latent_norm import LatentNorm
 
 DECODER_FILE = "decoder.onnx"
 ENCODER_FILE = "encoder.onnx"
@@ -40,7 +41,7 @@ def resolve_bridge_dir(path: str | os.PathLike) -> Path:
 class BridgeSpec:
     """What bridge.json promises about the exported decoder.
 
-    latent_shape: (z, h, w) of the decoder input `latents` (N, z, h, w), NCHW, scaled by `scale_factor`.
+    latent_shape: (z, h, w) of the decoder input `latents` (N, z, h, w), NCHW, scaled by `latent_norm`.
     Output `images` is (N, image_size, image_size, channels) NHWC in about [-1, 1].
     """
 
@@ -50,7 +51,7 @@ class BridgeSpec:
     input_name: str
     output_name: str
     latent_shape: tuple[int, int, int]
-    scale_factor: float
+    latent_norm: LatentNorm
     image_size: int
     channels: int
     vae_checkpoint: str
@@ -82,7 +83,7 @@ class BridgeSpec:
                 input_name=str(input_name),
                 output_name=str(output_name),
                 latent_shape=tuple(int(d) for d in raw["latent_shape"]),
-                scale_factor=float(raw["scale_factor"]),
+                latent_norm=LatentNorm.from_meta(raw, int(raw["latent_shape"][0])),
                 image_size=int(raw["image_size"]),
                 channels=int(raw["channels"]),
                 vae_checkpoint=str(raw.get("vae_checkpoint", "")),

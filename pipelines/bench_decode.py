@@ -42,6 +42,7 @@ def bridge_for(args: argparse.Namespace, workdir: Path):
     tf2onnx emits it)."""
     from bridge.export import export_bridge, to_onnx, wrap_decoder
     from runfs import RunPaths
+    from runfs.latent_norm import LatentNorm
 
     run = RunPaths(args.run)
     if (run.vae / "model").is_dir() or (run.vae / "checkpoint").is_dir():
@@ -58,12 +59,13 @@ def bridge_for(args: argparse.Namespace, workdir: Path):
         source = f"untrained vae/ preset {args.preset!r} (no VAE in {run.root})"
     latent_shape = (cfg.z_channels, cfg.latent_size, cfg.latent_size)
     latents = np.random.default_rng(0).standard_normal((16, *latent_shape))
-    export_bridge(encoder, decoder, workdir / "bridge", scale_factor=1.0, real_latents=latents.astype(np.float32),
+    identity = LatentNorm.identity(cfg.z_channels)
+    export_bridge(encoder, decoder, workdir / "bridge", latent_norm=identity, real_latents=latents.astype(np.float32),
                   image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint="bench", num_random=16)
     if args.profile:
         import onnx
 
-        unfused = to_onnx(wrap_decoder(decoder, 1.0, latent_shape), ["images"], fuse_norms=False)
+        unfused = to_onnx(wrap_decoder(decoder, identity, latent_shape), ["images"], fuse_norms=False)
         onnx.save(unfused, workdir / "decoder_unfused.onnx")
     return decoder, workdir / "bridge", source
 
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         onnx_decoder = load_decoder(bridge_dir, device="cpu", decode_batch=args.batch)
         n = args.batch * args.batches
         scaled = torch.randn((n, *onnx_decoder.latent_shape), generator=torch.Generator().manual_seed(0))
-        nhwc = np.ascontiguousarray((scaled.numpy() / onnx_decoder.scale_factor).transpose(0, 2, 3, 1))
+        nhwc = np.ascontiguousarray(onnx_decoder.latent_norm.undo(scaled.numpy()).transpose(0, 2, 3, 1))
         figures = {
             "keras_predict": images_per_second(lambda: keras_decoder.predict(nhwc, batch_size=args.batch, verbose=0),
                                                n, args.repeats),

@@ -26,7 +26,7 @@ def synthetic_latents(unet, n: int = 1024) -> LatentData:
     labels = torch.randint(0, unet.num_classes, (n,), generator=g) if unet.class_cond else None
     return LatentData(labels=labels, num_classes=unet.num_classes if unet.class_cond else None,
                       meta={"kind": "synthetic"}, mean=torch.randn(shape, generator=g),
-                      std=torch.full(shape, 0.1), scale_factor=1.0)
+                      std=torch.full(shape, 0.1))
 
 
 def step_times(preset: str, precision: str, batch: int, steps: int, warmup: int, device: str) -> list[float]:

@@ -1,8 +1,9 @@
 """Encode a dataset with the run's trained VAE into RUN/latents/ (posterior mean + log-variance, labels, meta.json).
 
 The data settings (source, image size, channels, limit, split seed) default to those the VAE was trained with,
-read from RUN/vae/. meta.json records the NCHW layout, the latent shape and the scale factor (1 / std of
-posterior samples of the train set) that the diffusion stage applies.
+read from RUN/vae/. meta.json records the NCHW layout, the latent shape and how the diffusion stage scales the
+latents (computed from posterior samples of the train set): one factor, 1 / their std (`--latent-norm global`, the
+latent-diffusion convention), or each channel standardised to mean 0 and std 1 (`channel`, EDM2's).
 
 Example:
   python pipelines/encode.py --run runs/demo
@@ -28,12 +29,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--all", action="store_true", help="ignore the training run's --limit and encode everything")
     p.add_argument("--batch-size", type=int, default=256, help="images per encoder call")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples behind the scale factor")
+    p.add_argument("--latent-norm", choices=["global", "channel"], default="global",
+                   help="global: one scale factor for all latents; channel: per-channel mean and std")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from runfs import RunPaths
+    from runfs.latent_norm import LatentNorm
     from vae.data import load_dataset
     from vae.encode import encode_dataset
     from vae.model import load_vae
@@ -45,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     limit = None if args.all else (args.limit if args.limit is not None else cfg.limit)
     data = load_dataset(args.data or cfg.data, cfg.image_size, cfg.channels, limit=limit, seed=cfg.seed,
                         val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
-    meta = encode_dataset(args.run, data, batch_size=args.batch_size, seed=args.seed)
+    meta = encode_dataset(args.run, data, batch_size=args.batch_size, seed=args.seed, latent_norm=args.latent_norm)
     z, h, w = meta["latent_shape"]
     print(f"latents ({z}, {h}, {w}) {meta['layout']}: {meta['counts']['train']} train / {meta['counts']['val']} val, "
-          f"scale_factor {meta['scale_factor']:.4f}; written to {RunPaths(args.run).latents}")
+          f"{LatentNorm.from_meta(meta, z).describe()}; written to {RunPaths(args.run).latents}")
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from runfs import RunPaths, read_json
+from runfs.latent_norm import LatentNorm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,13 +71,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"{len(real_latents)} real latents ...", flush=True)
     info = export_bridge(
         encoder, decoder, run.bridge,
-        scale_factor=float(meta["scale_factor"]), real_latents=real_latents, image_size=cfg.image_size,
-        channels=cfg.channels, vae_checkpoint=str(meta.get("vae_checkpoint", "")), num_random=args.num_random,
-        tolerance=args.tolerance, opset=args.opset, batch=args.batch,
+        latent_norm=LatentNorm.from_meta(meta, real_latents.shape[1]), real_latents=real_latents,
+        image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint=str(meta.get("vae_checkpoint", "")),
+        num_random=args.num_random, tolerance=args.tolerance, opset=args.opset, batch=args.batch,
     )
     parity = {k: f"{v:.2e}" for k, v in info["parity"].items() if k.startswith(("decoder_", "encoder_"))}
     print(f"wrote {run.bridge}/: decoder.onnx, encoder.onnx, bridge.json  (IR {info['ir_version']}, "
-          f"opset {info['opset']}, scale_factor {info['scale_factor']:.5g}, {time.perf_counter() - started:.1f} s)")
+          f"opset {info['opset']}, {LatentNorm.from_meta(info, real_latents.shape[1]).describe()}, "
+          f"{time.perf_counter() - started:.1f} s)")
     print(f"parity, max |Keras - onnxruntime| (tolerance {args.tolerance:g}): {parity}")
     return info
 

@@ -1,8 +1,9 @@
 """Encode a dataset with a trained VAE into DIR/latents/ (NCHW float32 memmaps + meta.json with the scale factor).
 
 Written as one folder atomically (runfs.atomic_dir): a killed run leaves the previous latents/ or none.
-The scale factor is 1 / std of posterior samples z = mean + exp(logvar / 2) * eps over the whole train set
-(computed here from data, never a constant); the diffusion stage multiplies latents by it.
+The scale is computed here from data, never a constant, over posterior samples z = mean + exp(logvar / 2) * eps of
+the whole train set: 1 / their std (`global`, the default), or per channel their mean and 1 / std (`channel`); the
+diffusion stage applies it as (z - shift) * scale (runfs.latent_norm).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from runfs import RunPaths, atomic_dir, file_digest, write_json, write_npy
+from runfs.latent_norm import LATENT_NORMS, LatentNorm
 from vae.checkpoint import versions
 from vae.data import Dataset
 from vae.model import load_vae, resolve_model_dir
@@ -25,26 +27,24 @@ from vae.trainer import images_to_float
 LAYOUT = "NCHW"
 
 
-class _RunningStd:
-    """Streaming mean/std over every element seen (float64 sums: exact enough for millions of values)."""
+class _ChannelMoments:
+    """Streaming per-channel count / sum / sum of squares of NCHW latents (float64: exact enough for millions)."""
 
-    def __init__(self) -> None:
-        self.n, self.total, self.total_sq = 0, 0.0, 0.0
+    def __init__(self, channels: int) -> None:
+        self.count, self.total, self.total_sq = (np.zeros(channels) for _ in range(3))
 
     def update(self, x: np.ndarray) -> None:
         x = x.astype(np.float64)
-        self.n += x.size
-        self.total += float(x.sum())
-        self.total_sq += float(np.square(x).sum())
+        self.count += x.size // x.shape[1]
+        self.total += x.sum(axis=(0, 2, 3))
+        self.total_sq += np.square(x).sum(axis=(0, 2, 3))
 
-    @property
-    def std(self) -> float:
-        mean = self.total / self.n
-        return float(np.sqrt(max(self.total_sq / self.n - mean * mean, 0.0)))
+    def norm(self, mode: str) -> LatentNorm:
+        return LatentNorm.from_moments(mode, self.count, self.total, self.total_sq)
 
 
 def _encode_split(encode_fn, images: np.ndarray, folder: Path, split: str, latent_shape: tuple[int, int, int],
-                  batch_size: int, stats: _RunningStd | None, rng: np.random.Generator) -> None:
+                  batch_size: int, stats: _ChannelMoments | None, rng: np.random.Generator) -> None:
     """Stream one split through the encoder into split_mean.npy / split_logvar.npy (N, z, h, w) memmaps."""
     shape = (len(images), *latent_shape)
     means = np.lib.format.open_memmap(folder / f"{split}_mean.npy", mode="w+", dtype=np.float32, shape=shape)
@@ -62,8 +62,14 @@ def _encode_split(encode_fn, images: np.ndarray, folder: Path, split: str, laten
     del means, logvars
 
 
-def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Encode `data`'s train and val images with the VAE of `run_dir`; write RUN/latents/; return its meta."""
+def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 256, seed: int = 0,
+                   latent_norm: str = "global") -> dict[str, Any]:
+    """Encode `data`'s train and val images with the VAE of `run_dir`; write RUN/latents/; return its meta.
+
+    latent_norm: how the diffusion stage's latents are scaled (runfs.latent_norm): `global` (one factor) or
+    `channel` (each channel standardised)."""
+    if latent_norm not in LATENT_NORMS:
+        raise ValueError(f"latent_norm must be one of {LATENT_NORMS}, got {latent_norm!r}")
     cfg, encoder, _ = load_vae(RunPaths(run_dir).vae)
     if data.image_shape != (cfg.image_size, cfg.image_size, cfg.channels):
         raise ValueError(f"images are {data.image_shape} but the VAE was trained on "
@@ -71,7 +77,7 @@ def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 
     model_dir = resolve_model_dir(RunPaths(run_dir).vae)
     encode_fn = tf.function(lambda x: encoder(images_to_float(x), training=False))
     latent_shape = (cfg.z_channels, cfg.latent_size, cfg.latent_size)
-    stats, rng = _RunningStd(), np.random.default_rng(seed)
+    stats, rng = _ChannelMoments(cfg.z_channels), np.random.default_rng(seed)
     with atomic_dir(RunPaths(run_dir).latents) as tmp:
         for split in ("train", "val"):
             _encode_split(encode_fn, data.images(split), tmp, split, latent_shape, batch_size,
@@ -81,8 +87,8 @@ def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 
         meta = {
             "layout": LAYOUT,
             "latent_shape": list(latent_shape),
-            "scale_factor": 1.0 / stats.std,
-            "posterior_sample_std": stats.std,
+            **stats.norm(latent_norm).to_meta(),
+            "posterior_sample_std": 1.0 / stats.norm("global").scale[0],
             "num_classes": data.num_classes,
             "class_names": data.class_names,
             "image_size": cfg.image_size,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from runfs import read_json
+from runfs.latent_norm import LatentNorm
 
 
 @dataclass
@@ -52,11 +53,18 @@ class TrainData:
 
 @dataclass
 class LatentData(TrainData):
-    """Posterior mean and std per example (N, C, H, W); a draw is scale * (mean + std * noise)."""
+    """Posterior mean and std per example (N, C, H, W); a draw is (mean + std * noise - shift) * scale, with the
+    per-channel shift and scale of `norm` (runfs.latent_norm; identity when None)."""
 
     mean: torch.Tensor = None  # type: ignore[assignment]
     std: torch.Tensor = None  # type: ignore[assignment]
-    scale_factor: float = 1.0
+    norm: LatentNorm | None = None
+
+    def __post_init__(self) -> None:
+        norm = self.norm or LatentNorm.identity(self.mean.shape[1])
+        if norm.channels != self.mean.shape[1]:
+            raise ValueError(f"latent_norm has {norm.channels} channels, the latents {self.mean.shape[1]}")
+        self._shift, self._scale = (torch.from_numpy(a) for a in norm.arrays())
 
     def __len__(self) -> int:
         return self.mean.shape[0]
@@ -68,7 +76,7 @@ class LatentData(TrainData):
     def draw(self, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mean = self.mean[indices]
         noise = torch.randn(mean.shape, generator=generator)
-        return self.scale_factor * (mean + self.std[indices] * noise)
+        return (mean + self.std[indices] * noise - self._shift) * self._scale
 
     @classmethod
     def from_run(cls, latents_dir: str | os.PathLike, split: str = "train") -> LatentData:
@@ -89,11 +97,12 @@ class LatentData(TrainData):
                 f"{d}: {split}_mean {mean.shape} / {split}_logvar {logvar.shape} disagree with meta.json "
                 f"latent_shape {meta['latent_shape']}; the latents are corrupt, re-run encode.py"
             )
+        norm = LatentNorm.from_meta(meta, mean.shape[1])
         labels_path = d / f"{split}_labels.npy"
         labels = torch.from_numpy(np.load(labels_path).astype(np.int64)) if labels_path.is_file() else None
         data_meta = {
             "kind": "latent", "latents_dir": str(d), "shape": list(mean.shape[1:]),
-            "scale_factor": float(meta["scale_factor"]), "num_classes": meta.get("num_classes"),
+            **norm.to_meta(), "num_classes": meta.get("num_classes"),
             "class_names": meta.get("class_names"), "vae_checkpoint": meta.get("vae_checkpoint"),
             "image_size": meta.get("image_size"), "channels": meta.get("channels"), "data": meta.get("data"),
         }
@@ -101,7 +110,7 @@ class LatentData(TrainData):
             labels=labels, num_classes=meta.get("num_classes") if labels is not None else None, meta=data_meta,
             mean=torch.from_numpy(np.array(mean, dtype=np.float32)),
             std=torch.exp(0.5 * torch.from_numpy(np.array(logvar, dtype=np.float32))),
-            scale_factor=float(meta["scale_factor"]),
+            norm=norm,
         )
 
 

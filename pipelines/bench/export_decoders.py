@@ -13,6 +13,7 @@ import numpy as np
 
 from bridge.export import export_bridge
 from runfs import read_json
+from runfs.latent_norm import LatentNorm
 from vae.config import VAEConfig
 from vae.model import build_decoder, build_encoder
 
@@ -21,7 +22,8 @@ def export_one(cfg: VAEConfig, out: Path) -> None:
     """decoder.onnx + encoder.onnx + bridge.json for `cfg` in `out` (scale factor 1, a small parity check)."""
     encoder, decoder = build_encoder(cfg), build_decoder(cfg)
     latents = np.random.default_rng(0).standard_normal((4, cfg.z_channels, cfg.latent_size, cfg.latent_size))
-    export_bridge(encoder, decoder, out, scale_factor=1.0, real_latents=latents.astype(np.float32),
+    export_bridge(encoder, decoder, out, latent_norm=LatentNorm.identity(cfg.z_channels),
+                  real_latents=latents.astype(np.float32),
                   image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint="benchmark (random weights)",
                   num_random=4, batch=4)
 

@@ -1,6 +1,6 @@
 """VAE reconstruction quality through the exported ONNX encoder + decoder (torch + onnxruntime, no TensorFlow).
 
-images -> encoder.onnx (posterior mean, unscaled) -> * scale_factor -> decoder.onnx -> images; PSNR and SSIM
+images -> encoder.onnx (posterior mean, unscaled) -> scaled (latent_norm) -> decoder.onnx -> images; PSNR and SSIM
 (skimage.metrics) per image on uint8 pixels, averaged: what the sampling path's decoder can reproduce at best.
 """
 
@@ -49,7 +49,7 @@ def reconstruct(run_dir: str | os.PathLike, images: np.ndarray, device: str = "a
     for s in tqdm(range(0, len(images), batch_size), desc="reconstructing", unit="batch", leave=False,
                   disable=not progress):
         mean = encoder.run(["mean"], {"images": to_float(images[s:s + batch_size])})[0]  # (B, z, h, w) unscaled
-        scaled = torch.from_numpy(mean * np.float32(spec.scale_factor))  # the decoder takes scaled latents
+        scaled = torch.from_numpy(spec.latent_norm.apply(mean))  # the decoder takes scaled latents
         out.append(to_uint8(decoder.decode(scaled).cpu().numpy()))
     return np.concatenate(out)
 

@@ -54,6 +54,7 @@ class Exported:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> Exported:
     from bridge.export import export_bridge
+    from runfs.latent_norm import LatentNorm
 
     encoder, decoder = build_tiny_vae()
     rng = np.random.default_rng(1)
@@ -61,7 +62,7 @@ def exported(tmp_path_factory) -> Exported:
     real = np.ascontiguousarray(encoder.predict(images, verbose=0)[0].transpose(0, 3, 1, 2))
     folder = tmp_path_factory.mktemp("run") / "bridge"
     info = export_bridge(
-        encoder, decoder, folder, scale_factor=SCALE, real_latents=real, image_size=IMAGE_SIZE, channels=CHANNELS,
-        vae_checkpoint="tiny-test", num_random=16, batch=8,
+        encoder, decoder, folder, latent_norm=LatentNorm.uniform(SCALE, Z), real_latents=real, image_size=IMAGE_SIZE,
+        channels=CHANNELS, vae_checkpoint="tiny-test", num_random=16, batch=8,
     )
     return Exported(folder, encoder, decoder, real, info)

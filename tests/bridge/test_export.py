@@ -7,7 +7,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tests.bridge.conftest import CHANNELS, IMAGE_SIZE, LATENT_SHAPE, SCALE, build_tiny_vae
+from runfs.latent_norm import LatentNorm
+from tests.bridge.conftest import CHANNELS, IMAGE_SIZE, LATENT_SHAPE, SCALE, Z, build_tiny_vae
 
 
 def _session(path):
@@ -51,7 +52,7 @@ def test_bridge_json_fields(exported):
 
     info = read_json(exported.folder / "bridge.json")
     assert info == exported.info
-    assert info["scale_factor"] == pytest.approx(SCALE)
+    assert (info["latent_norm"], info["scale_factor"]) == ("global", pytest.approx(SCALE))
     assert info["latent_shape"] == list(LATENT_SHAPE)
     assert (info["image_size"], info["channels"], info["vae_checkpoint"]) == (IMAGE_SIZE, CHANNELS, "tiny-test")
     assert info["decoder"]["inputs"] == {"latents": {"shape": [None, *LATENT_SHAPE], "layout": "NCHW", "scaled": True}}
@@ -86,8 +87,8 @@ def test_parity_failure_is_loud_and_writes_nothing(tmp_path, monkeypatch):
     real = np.random.default_rng(0).standard_normal((4, *LATENT_SHAPE), dtype=np.float32)
     with pytest.raises(export.ParityError, match=r"decoder_random.*exceed 0.0001; nothing was written to .*bridge"):
         export.export_bridge(
-            encoder, decoder, folder, scale_factor=SCALE, real_latents=real, image_size=IMAGE_SIZE,
-            channels=CHANNELS, vae_checkpoint="x", num_random=4, batch=4,
+            encoder, decoder, folder, latent_norm=LatentNorm.uniform(SCALE, Z), real_latents=real,
+            image_size=IMAGE_SIZE, channels=CHANNELS, vae_checkpoint="x", num_random=4, batch=4,
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge"]  # no temporary folder left behind
     assert [p.name for p in folder.iterdir()] == ["bridge.json"]
@@ -98,8 +99,8 @@ def test_bad_real_latents_are_rejected(tmp_path):
     from bridge.export import export_bridge
 
     with pytest.raises(ValueError, match=r"real_latents must be \(N, z, h, w\) NCHW"):
-        export_bridge(None, None, tmp_path / "b", scale_factor=1.0, real_latents=np.zeros((3, 4)), image_size=16,
-                      channels=1, vae_checkpoint="x")
+        export_bridge(None, None, tmp_path / "b", latent_norm=LatentNorm.identity(2), real_latents=np.zeros((3, 4)),
+                      image_size=16, channels=1, vae_checkpoint="x")
 
 
 def test_a_vae_without_groupnorm_exports_with_parity(tmp_path):
@@ -116,8 +117,9 @@ def test_a_vae_without_groupnorm_exports_with_parity(tmp_path):
     encoder, decoder = build_encoder(cfg), build_decoder(cfg)
     images = np.random.default_rng(8).uniform(-1, 1, (8, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)).astype(np.float32)
     real = np.ascontiguousarray(encoder.predict(images, verbose=0)[0].transpose(0, 3, 1, 2))
-    info = export_bridge(encoder, decoder, tmp_path / "bridge", scale_factor=SCALE, real_latents=real,
-                         image_size=IMAGE_SIZE, channels=CHANNELS, vae_checkpoint="plain", num_random=8, batch=8)
+    info = export_bridge(encoder, decoder, tmp_path / "bridge", latent_norm=LatentNorm.uniform(SCALE, Z),
+                         real_latents=real, image_size=IMAGE_SIZE, channels=CHANNELS, vae_checkpoint="plain",
+                         num_random=8, batch=8)
     assert info["latent_shape"] == list(LATENT_SHAPE)
     graph = onnx.load(tmp_path / "bridge" / "decoder.onnx").graph
     assert not {n.op_type for n in graph.node} & {"InstanceNormalization", "GroupNormalization", "ReduceMean"}
@@ -125,3 +127,34 @@ def test_a_vae_without_groupnorm_exports_with_parity(tmp_path):
     (got,) = _session(tmp_path / "bridge" / "decoder.onnx").run(None, {"latents": scaled})
     want = decoder.predict((scaled / SCALE).transpose(0, 2, 3, 1), verbose=0)
     assert np.max(np.abs(got - want)) <= 1e-4
+
+
+def test_a_per_channel_latent_norm_is_undone_inside_the_decoder_graph(tmp_path):
+    """`channel` norm: the exported decoder takes (z - shift) * scale and must equal Keras on z, channel by channel.
+    Latents (4, 4, 4), as many channels as columns: a per-channel constant broadcast along the wrong axis (which
+    Keras 3.15 did to a (1, z, 1, 1) constant on NCHW latents) would still have the right shape."""
+    import keras
+
+    from bridge.export import export_bridge
+    from bridge.spec import BridgeSpec
+    from vae.config import VAEConfig
+    from vae.model import build_decoder, build_encoder
+
+    cfg = VAEConfig(image_size=IMAGE_SIZE, base_channels=4, channel_mult=(1, 2, 2), z_channels=4, norm_groups=2)
+    keras.utils.set_random_seed(5)
+    encoder, decoder = build_encoder(cfg), build_decoder(cfg)
+    scale, shift = (0.5, 4.0, 1.0, 2.0), (1.5, -0.25, 0.0, -2.0)
+    norm = LatentNorm("channel", scale=scale, shift=shift)
+    per_channel = [np.float32(v)[None, :, None, None] for v in (scale, shift)]
+    real = np.random.default_rng(10).standard_normal((6, 4, 4, 4), dtype=np.float32) / per_channel[0] + per_channel[1]
+    info = export_bridge(encoder, decoder, tmp_path / "bridge", latent_norm=norm, real_latents=real,
+                         image_size=IMAGE_SIZE, channels=CHANNELS, vae_checkpoint="channel", num_random=8, batch=8)
+    assert (info["latent_norm"], info["scale_factor"], info["shift_factor"]) == ("channel", list(scale), list(shift))
+    assert BridgeSpec.read(tmp_path / "bridge").latent_norm == norm
+    scaled = np.random.default_rng(11).standard_normal((3, 4, 4, 4), dtype=np.float32)
+    (got,) = _session(tmp_path / "bridge" / "decoder.onnx").run(None, {"latents": scaled})
+    want = decoder.predict((scaled / per_channel[0] + per_channel[1]).transpose(0, 2, 3, 1), verbose=0)
+    assert np.max(np.abs(got - want)) <= 1e-4
+    with pytest.raises(ValueError, match="latent_norm has 3 channels, the latents 4"):
+        export_bridge(encoder, decoder, tmp_path / "b3", latent_norm=LatentNorm.identity(3), real_latents=real,
+                      image_size=IMAGE_SIZE, channels=CHANNELS, vae_checkpoint="x")

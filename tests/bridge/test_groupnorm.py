@@ -7,7 +7,8 @@ import onnx
 import onnxruntime as ort
 
 from bridge.groupnorm import GroupNormSpec, fuse_group_norms
-from tests.bridge.conftest import LATENT_SHAPE, SCALE, build_tiny_vae
+from runfs.latent_norm import LatentNorm
+from tests.bridge.conftest import LATENT_SHAPE, SCALE, Z, build_tiny_vae
 
 
 def _ops(model: onnx.ModelProto) -> list[str]:
@@ -24,7 +25,7 @@ def _tiny_decoder_onnx(fuse: bool):
     from bridge.export import _group_norm_layers, _group_norm_spec, _traced_names, to_onnx, wrap_decoder
 
     _, decoder = build_tiny_vae()
-    wrapped = wrap_decoder(decoder, SCALE, LATENT_SHAPE)
+    wrapped = wrap_decoder(decoder, LatentNorm.uniform(SCALE, Z), LATENT_SHAPE)
     layers = _group_norm_layers(wrapped)
     with _traced_names(layers):
         return to_onnx(wrapped, ["images"], fuse_norms=fuse), [_group_norm_spec(layer) for layer in layers]

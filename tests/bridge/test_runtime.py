@@ -14,7 +14,7 @@ import torch
 from bridge.providers import CPU_EP, CUDA_EP, resolve_provider
 from bridge.runtime import load_decoder
 from bridge.spec import BridgeError
-from tests.bridge.conftest import CHANNELS, IMAGE_SIZE, LATENT_SHAPE, SCALE
+from tests.bridge.conftest import CHANNELS, IMAGE_SIZE, LATENT_SHAPE, SCALE, Z
 
 FIX = r"python pipelines/export.py --run"
 
@@ -27,7 +27,7 @@ def test_cpu_decode_equals_keras_decoder(exported):
     decoder = load_decoder(exported.folder.parent, device="cpu")  # a run folder works: it holds bridge/
     assert decoder.provider == CPU_EP
     assert (decoder.latent_shape, decoder.image_size, decoder.channels) == (LATENT_SHAPE, IMAGE_SIZE, CHANNELS)
-    assert decoder.scale_factor == pytest.approx(SCALE)
+    assert decoder.latent_norm.mode == "global" and decoder.latent_norm.scale == pytest.approx((SCALE,) * Z)
     latents = _latents(6)
     images = decoder.decode(latents)
     want = exported.decoder.predict((latents.numpy() / SCALE).transpose(0, 2, 3, 1), verbose=0)
@@ -142,6 +142,14 @@ def test_bridge_json_shapes_disagree(bridge_copy):
     (bridge_copy / "bridge.json").write_text(json.dumps(info))
     with pytest.raises(BridgeError, match=rf"inconsistent: latent_shape \[3, 4, 4\] vs decoder input shape.*{FIX}"):
         load_decoder(bridge_copy, device="cpu")
+
+
+def test_bridge_json_from_before_latent_norm_loads_as_one_scale_factor(bridge_copy):
+    info = json.loads((bridge_copy / "bridge.json").read_text())
+    del info["latent_norm"]  # exports before per-channel norms wrote `scale_factor` alone
+    (bridge_copy / "bridge.json").write_text(json.dumps(info))
+    norm = load_decoder(bridge_copy, device="cpu").latent_norm
+    assert norm.mode == "global" and norm.scale == pytest.approx((SCALE,) * Z) and norm.shift == (0.0,) * Z
 
 
 def test_decoder_from_another_export(bridge_copy):

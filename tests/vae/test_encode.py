@@ -1,8 +1,11 @@
+import shutil
+
 import keras
 import numpy as np
 import pytest
 
 from runfs import RunPaths, file_digest, read_json
+from runfs.latent_norm import LatentNorm
 from vae.checkpoint import save_final
 from vae.data import Dataset
 from vae.encode import encode_dataset
@@ -54,6 +57,23 @@ def test_scale_factor_makes_posterior_samples_unit_std(encoded):
     samples = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
     assert 0.9 <= float(np.std(samples * meta["scale_factor"])) <= 1.1
     assert meta["scale_factor"] == pytest.approx(1 / meta["posterior_sample_std"])
+
+
+def test_channel_norm_standardises_each_channel_of_posterior_samples(encoded, tmp_path):
+    run, _, _, data = encoded
+    other = tmp_path / "channel"
+    shutil.copytree(RunPaths(run).vae, RunPaths(other).vae)
+    meta = encode_dataset(other, data, batch_size=16, latent_norm="channel")
+    assert meta["latent_norm"] == "channel" and len(meta["scale_factor"]) == len(meta["shift_factor"]) == 4
+    norm = LatentNorm.from_meta(meta, 4)
+    latents = RunPaths(other).latents
+    mean, logvar = np.load(latents / "train_mean.npy"), np.load(latents / "train_logvar.npy")
+    samples = mean + np.exp(0.5 * logvar) * np.random.default_rng(123).standard_normal(mean.shape)
+    scaled = norm.apply(samples)
+    np.testing.assert_allclose(scaled.mean(axis=(0, 2, 3)), 0.0, atol=0.1)
+    np.testing.assert_allclose(scaled.std(axis=(0, 2, 3)), 1.0, atol=0.1)
+    with pytest.raises(ValueError, match="latent_norm must be one of"):
+        encode_dataset(other, data, latent_norm="pixel")
 
 
 def test_wrong_image_shape_is_refused(encoded, blob_images):
