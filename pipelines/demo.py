@@ -11,10 +11,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.cli import make_parser
-from runfs import RunPaths, write_json
+from runfs import RunPaths, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained" / "fmnist"
@@ -22,25 +23,60 @@ PRETRAINED = ROOT / "pretrained" / "fmnist"
 GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "dpmpp", "--timestep-respacing", "trailing20"]
 
 
-def demo_vae_minutes() -> int:
-    """The VAE's share of the demo's 30 minutes on 2 cores (its preset alone would take 19). The diffusion preset's
-    2,600 steps come first (measured: once the latents have 8 channels, diffusion steps buy more FID than VAE
-    minutes; docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget"); they take ~12-15 minutes where the
-    device runs bfloat16 natively (the preset's `--precision auto`: AMX or AVX512-BF16 CPU, Ampere+ GPU), ~17.5 in
-    float32 elsewhere. The VAE gets what is left: 11 or 8 minutes."""
-    from diffusion.training.distributed import native_bf16, pick_device  # torch only, no TensorFlow
+# The demo's budget on a 2-core machine and what the stages other than VAE and diffusion take of it (encode 45 s,
+# export 12 s, sample 10 s and five process start-ups with their imports: ~2 minutes measured; docs/benchmarks.md).
+BUDGET_MINUTES = 30.0
+OTHER_STAGES_MINUTES = 2.5
+# The full training loop (data draws, EMA, logging, checkpoints) over the probe's bare steps: measured 1.09x on an
+# AMX Xeon and 1.18x on an AVX512-BF16 EPYC.
+LOOP_OVERHEAD = 1.2
+VAE_MINUTES = (5.0, 11.0)  # below 5 the VAE is too blurry to be worth it; 11 is what the recipe was measured with
 
-    return 11 if native_bf16(pick_device("auto")) else 8
+
+def diffusion_step_seconds(steps: int = 10, warmup: int = 3) -> float:
+    """Median seconds of one stage-2 training step of the `fmnist-latent` preset on this machine, at the precision
+    its `--precision auto` picks (bf16 where the device has it natively), timed on synthetic latents (~10 s)."""
+    import statistics
+
+    from diffusion.training import TRAIN_PRESETS
+    from pipelines.bench_train import step_times  # torch only, no TensorFlow
+
+    train = TRAIN_PRESETS["fmnist-latent"]
+    return statistics.median(step_times("fmnist-latent", train.precision, train.batch_size, steps, warmup, "auto"))
+
+
+def demo_vae_minutes(run: RunPaths, step_seconds: Callable[[], float] | None = None) -> float:
+    """The VAE's share of the demo's 30 minutes: what the diffusion preset's steps at this machine's measured step
+    time leave over, at most 11 minutes (once the latents have 8 channels, diffusion steps buy more FID than VAE
+    minutes: docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget") and at least 5. Decided once per run
+    and kept in RUN/.done/plan.json, so a resumed VAE stage keeps the budget it started with."""
+    from diffusion.training import TRAIN_PRESETS
+
+    plan_path = run.root / ".done" / "plan.json"
+    if plan_path.is_file():
+        return float(read_json(plan_path)["vae_minutes"])
+    steps = TRAIN_PRESETS["fmnist-latent"].max_steps
+    seconds = (step_seconds or diffusion_step_seconds)()
+    diffusion_minutes = steps * seconds * LOOP_OVERHEAD / 60
+    vae_minutes = round(min(max(BUDGET_MINUTES - OTHER_STAGES_MINUTES - diffusion_minutes, VAE_MINUTES[0]),
+                            VAE_MINUTES[1]), 1)
+    plan = {"vae_minutes": vae_minutes, "diffusion_step_seconds": seconds, "diffusion_steps": steps,
+            "predicted_diffusion_minutes": round(diffusion_minutes, 1), "budget_minutes": BUDGET_MINUTES}
+    write_json(plan_path, plan)
+    print(f"[plan] a diffusion step takes {seconds:.3f} s here: {steps} steps ~{diffusion_minutes:.1f} min, so the "
+          f"VAE gets {vae_minutes} min of the {BUDGET_MINUTES:.0f}-minute budget ({plan_path})", flush=True)
+    return vae_minutes
 
 
 def stages(run: RunPaths, args) -> list[tuple[str, list[str], Path]]:
     """(name, command, completion marker) in order; the marker is written only after the command succeeded."""
-    vae_flags = ["--max-train-minutes", str(demo_vae_minutes())]
+    vae_done = run.vae / "model" / "meta.json"
+    vae_flags = [] if vae_done.exists() else ["--max-train-minutes", str(demo_vae_minutes(run))]
     if (run.vae / "checkpoint").exists():
         vae_flags.append("--resume")
     sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, "--guidance-scale", str(args.guidance_scale)]
     return [
-        ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *vae_flags], run.vae / "model" / "meta.json"),
+        ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *vae_flags], vae_done),
         ("encode", ["pipelines/encode.py", "--run", str(run.root)], run.latents / "meta.json"),
         ("export", ["pipelines/export.py", "--run", str(run.root)], run.bridge / "bridge.json"),
         ("diffusion", ["pipelines/train_diffusion.py", "--run", str(run.root)], run.root / ".done" / "diffusion"),

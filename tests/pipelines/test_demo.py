@@ -4,27 +4,55 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import torch
+import pytest
 
-from pipelines.demo import run_stage, stages
-from runfs import RunPaths
+from diffusion.training import TRAIN_PRESETS
+from pipelines import demo
+from pipelines.demo import demo_vae_minutes, run_stage, stages
+from runfs import RunPaths, read_json
 
 
 def _commands(root):
     return {name: command for name, command, _ in stages(RunPaths(root), SimpleNamespace(guidance_scale=3.0))}
 
 
-def test_vae_stage_gets_the_demo_budget_and_resumes_only_from_a_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # stage 2 on this CPU
-    # stage 2 in bf16 (~12-15 min) or fp32 (~17.5): the VAE gets the rest
-    for native, minutes in ((True, "11"), (False, "8")):
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda native=native: native, raising=False)
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native, raising=False)
-        fresh = _commands(tmp_path)["vae"]
-        assert fresh[-2:] == ["--max-train-minutes", minutes] and "--resume" not in fresh
+def test_the_vae_gets_what_the_measured_diffusion_steps_leave_of_30_minutes(tmp_path):
+    steps = TRAIN_PRESETS["fmnist-latent"].max_steps
+    for step_seconds, want in ((0.30, 11.0), (0.65, 5.0), (0.346, None)):  # AMX Xeon, AVX2 EPYC fp32, EPYC bf16
+        run = RunPaths(tmp_path / str(step_seconds))
+        got = demo_vae_minutes(run, lambda s=step_seconds: s)
+        if want is None:  # in between: exactly what is left
+            diffusion_minutes = steps * step_seconds * demo.LOOP_OVERHEAD / 60
+            want = round(demo.BUDGET_MINUTES - demo.OTHER_STAGES_MINUTES - diffusion_minutes, 1)
+            assert demo.VAE_MINUTES[0] < want < demo.VAE_MINUTES[1]
+        assert got == want
+        assert read_json(run.root / ".done" / "plan.json")["vae_minutes"] == want
+
+
+def test_the_plan_is_kept_for_a_resumed_run(tmp_path):
+    run = RunPaths(tmp_path)
+    first = demo_vae_minutes(run, lambda: 0.346)
+    assert demo_vae_minutes(run, lambda: pytest.fail("a planned run must not measure again")) == first
+
+
+def test_vae_stage_gets_the_planned_budget_and_resumes_only_from_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "diffusion_step_seconds", lambda: 0.30)
+    fresh = _commands(tmp_path)["vae"]
+    assert fresh[-2:] == ["--max-train-minutes", "11.0"] and "--resume" not in fresh
     (tmp_path / "vae" / "checkpoint").mkdir(parents=True)
     assert _commands(tmp_path)["vae"][-1] == "--resume"
     assert list(_commands(tmp_path)) == ["vae", "encode", "export", "diffusion", "sample"]
+
+
+def test_a_complete_vae_stage_needs_no_plan(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "diffusion_step_seconds", lambda: pytest.fail("no VAE left to train: nothing to plan"))
+    (tmp_path / "vae" / "model").mkdir(parents=True)
+    (tmp_path / "vae" / "model" / "meta.json").write_text("{}")
+    assert "--max-train-minutes" not in _commands(tmp_path)["vae"]
+
+
+def test_the_step_probe_times_real_training_steps():
+    assert 0.0 < demo.diffusion_step_seconds(steps=2, warmup=1) < 60.0
 
 
 def test_a_completed_stage_is_skipped_without_running(tmp_path, capsys):
