@@ -103,14 +103,16 @@ def make_labels(num_samples: int, unet: UNetConfig, class_label: int | None = No
     return torch.tensor([chosen[(i * len(chosen)) // num_samples] for i in range(num_samples)], dtype=torch.long)
 
 
-def guided_model(loaded: LoadedCheckpoint, guidance_scale: float) -> torch.nn.Module:
-    """The U-Net, wrapped for classifier-free guidance when the scale is not 1."""
+def guided_model(loaded: LoadedCheckpoint, guidance_scale: float,
+                 guidance_interval: tuple[float, float] | None = None) -> torch.nn.Module:
+    """The U-Net, wrapped for classifier-free guidance (only at timesteps in `guidance_interval`, when given) when the
+    scale is not 1."""
     if guidance_scale == 1.0:
         return loaded.model
     if loaded.unet.null_label is None:
         raise ValueError(f"--guidance-scale {guidance_scale} needs a model trained with a null class "
                          "(class-conditional, --cfg-dropout > 0); this one has none: use --guidance-scale 1")
-    return ClassifierFreeGuidance(loaded.model, guidance_scale, loaded.unet.null_label)
+    return ClassifierFreeGuidance(loaded.model, guidance_scale, loaded.unet.null_label, guidance_interval)
 
 
 def classifier_guidance(classifier: LoadedCheckpoint, scale: float, unet: UNetConfig):
@@ -128,15 +130,16 @@ def classifier_guidance(classifier: LoadedCheckpoint, scale: float, unet: UNetCo
 
 def generate(loaded: LoadedCheckpoint, *, num_samples: int, batch_size: int, sampler: str = "ddim",
              timestep_respacing: str | None = None, eta: float = 0.0, labels: torch.Tensor | None = None,
-             guidance_scale: float = 1.0, cond_fn=None, clip_denoised: bool = False, seed: int | None = 0,
-             device: torch.device | str = "cpu", progress: bool = True) -> Iterator[tuple[torch.Tensor, Any]]:
+             guidance_scale: float = 1.0, guidance_interval: tuple[float, float] | None = None, cond_fn=None,
+             clip_denoised: bool = False, seed: int | None = 0, device: torch.device | str = "cpu",
+             progress: bool = True) -> Iterator[tuple[torch.Tensor, Any]]:
     """Yield (samples [B, C, H, W], labels [B] or None) batch by batch; the same seed gives the same samples."""
     if sampler not in DEFAULT_RESPACING:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(DEFAULT_RESPACING)}")
     respacing = DEFAULT_RESPACING[sampler] if timestep_respacing is None else timestep_respacing
     unet = loaded.unet
     process = create_gaussian_diffusion(loaded.diffusion.replace(timestep_respacing=respacing), unet.learn_sigma)
-    model = guided_model(loaded, guidance_scale)
+    model = guided_model(loaded, guidance_scale, guidance_interval)
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)

@@ -8,6 +8,7 @@ guided-diffusion's evaluator format) and info.json (settings, timings, execution
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (1: none; default 2 for models with a null class, else 1)")
+    p.add_argument("--guidance-interval", default=None, type=_interval, metavar="LO,HI",
+                   help="apply the guidance only at timesteps LO..HI of the model's T (e.g. 100,600 of 1000), "
+                        "the conditional output elsewhere (default: at every step)")
     p.add_argument("--classifier-scale", type=float, default=0.0,
                    help="classifier guidance with the classifier in DIR/classifier (0: off)")
     p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
@@ -94,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     chunks, label_chunks, unet_s, decode_s = [], [], 0.0, 0.0
     batches = generate(loaded, num_samples=args.num_samples, batch_size=args.batch_size, sampler=args.sampler,
                        timestep_respacing=args.timestep_respacing, eta=args.eta, labels=labels,
-                       guidance_scale=guidance, cond_fn=cond_fn, clip_denoised=args.pixels, seed=args.seed,
-                       device=device, progress=not args.no_progress)
+                       guidance_scale=guidance, guidance_interval=args.guidance_interval, cond_fn=cond_fn,
+                       clip_denoised=args.pixels, seed=args.seed, device=device, progress=not args.no_progress)
     tick = time.perf_counter()
     for x, y in batches:
         _sync(device)
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {"checkpoint": str(loaded.path), "weights": loaded.weights, "backend": args.backend,
             "sampler": args.sampler,
             "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler], "eta": args.eta,
-            "guidance_scale": guidance, "classifier_scale": args.classifier_scale, "seed": args.seed,
+            "guidance_scale": guidance, "guidance_interval": args.guidance_interval,
+            "classifier_scale": args.classifier_scale, "seed": args.seed,
             "device": str(device), "decoder_provider": getattr(decoder, "provider", None),
             "decode_bound_from_device_memory": getattr(decoder, "bound_from_device_memory", None),
             "seconds": {"startup": ready - started, "unet": unet_s, "decode": decode_s,
@@ -124,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or str(device)}) "
           f"-> {out}")
     return 0
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LO,HI (two timesteps, e.g. 100,600)") from None
+    if not 0 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO <= HI")
+    return lo, hi
 
 
 def onnx_unet(loaded, device: str):

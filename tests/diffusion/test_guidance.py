@@ -56,6 +56,31 @@ def test_cfg_duplicates_per_example_kwargs_and_needs_labels():
         ClassifierFreeGuidance(model, 2.0, null_label=3)(x, t)
 
 
+def test_cfg_guides_only_inside_its_interval():
+    model = ClassModel(4)
+    x, y = torch.randn(4, 2, 3, 3), torch.tensor([0, 1, 2, 1])
+    t = torch.tensor([99, 100, 600, 601])  # the interval's ends are inside
+    with torch.no_grad():
+        cond, uncond = model(x, t, y=y), model(x, t, y=torch.full_like(y, 3))
+        model.batches.clear()
+        guided = ClassifierFreeGuidance(model, 3.0, null_label=3, interval=(100, 600))(x, t, y=y)
+        full = uncond[:, :2] + 3.0 * (cond[:, :2] - uncond[:, :2])
+    torch.testing.assert_close(guided[1:3, :2], full[1:3])
+    torch.testing.assert_close(guided[[0, 3], :2], cond[[0, 3], :2])  # scale 1 outside: the conditional output
+    assert torch.equal(guided[:, 2:], cond[:, 2:])
+
+
+def test_cfg_outside_its_interval_skips_the_unconditional_forward():
+    model = ClassModel()
+    x, t, y = torch.randn(3, 2, 2, 2), torch.full((3,), 900), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        guided = ClassifierFreeGuidance(model, 3.0, null_label=3, interval=(0, 800))(x, t, y=y)
+        assert model.batches == [3]  # one conditional forward, not 2 x 3
+        assert torch.equal(guided, model(x, t, y=y))
+    with pytest.raises(ValueError, match="low end must not exceed the high end"):
+        ClassifierFreeGuidance(model, 3.0, null_label=3, interval=(800, 0))
+
+
 def test_cfg_samples_through_a_spaced_diffusion_like_the_conditional_model_at_scale_one():
     d = SpacedDiffusion(space_timesteps(100, "ddim5"), betas=get_named_beta_schedule("cosine", 100),
                         model_mean_type=ModelMeanType.EPSILON, model_var_type=ModelVarType.LEARNED_RANGE,

@@ -52,6 +52,15 @@ def test_same_seed_same_images(tiny_pipeline_run, tmp_path, sampler):
         "00000_class1.png", "00001_class1.png", "00002_class1.png"]
 
 
+def test_guidance_interval_is_recorded_and_checked(tiny_pipeline_run, tmp_path):
+    sample(tiny_pipeline_run, "--num-samples", "2", "--timestep-respacing", "ddim5", "--guidance-scale", "3",
+           "--guidance-interval", "10,30", "--out", str(tmp_path))
+    assert json.loads((tmp_path / "info.json").read_text())["guidance_interval"] == [10.0, 30.0]
+    for text, message in (("600", "'600' is not LO,HI"), ("600,100", "need 0 <= LO <= HI")):
+        bad = sample(tiny_pipeline_run, "--guidance-interval", text, check=False)
+        assert bad.returncode == 2 and message in bad.stderr
+
+
 def test_user_errors_are_explained(tiny_pipeline_run, tmp_path):
     bad_label = sample(tiny_pipeline_run, "--class-label", "7", check=False)
     assert bad_label.returncode == 2 and "class label(s) [7] out of range" in bad_label.stderr
