@@ -22,6 +22,7 @@ class TrainConfig(ConfigMixin):
     schedule_sampler: str = "uniform"  # or "loss-second-moment"
     # Ours:
     max_steps: int = 0  # stop after this many steps even without annealing (0: no limit)
+    max_train_minutes: float = 0.0  # also stop (and save) after this much training time in this process (0: none)
     ema_warmup: bool = False  # effective rate min(rate, (1 + step) / (10 + step))
     grad_clip: float = 0.0  # max global gradient norm (0: off)
     precision: str = "fp32"  # "fp32", "bf16" (autocast) or "auto" (bf16 where the device has it in hardware)
@@ -42,6 +43,8 @@ class TrainConfig(ConfigMixin):
             problems.append(f"cfg_dropout must be in [0, 1) (got {self.cfg_dropout})")
         if self.snr_gamma < 0:
             problems.append(f"snr_gamma must be >= 0 (0: off; got {self.snr_gamma})")
+        if self.max_train_minutes < 0:
+            problems.append(f"max_train_minutes must be >= 0 (0: no limit; got {self.max_train_minutes})")
         if self.keep < 1:
             problems.append(f"keep must be >= 1 (got {self.keep})")
         if self.save_interval < 1 or self.log_interval < 1:

@@ -167,11 +167,21 @@ def test_resume_with_other_architecture_is_refused(latents_run, tmp_path):
         make(latents_run, tmp_path / "r", unet=TINY_UNET.replace(num_channels=64))
 
 
+def test_a_time_limit_stops_and_saves_before_the_step_limit(latents_run, tmp_path, capsys):
+    s = make(latents_run, tmp_path / "t", BASE.replace(max_steps=1000, max_train_minutes=1e-4))  # 6 ms: one step
+    last = s.loop.run()
+    assert 1 <= s.loop.step < 1000 and last.name == f"step_{s.loop.step:07d}"
+    assert ckpt.read_checkpoint_config(last)["train"]["max_train_minutes"] == 1e-4
+    assert f"stopping at step {s.loop.step}: 0.0001 minutes of training reached" in capsys.readouterr().out
+
+
 def test_config_errors_are_explained(latents_run, tmp_path):
     with pytest.raises(ValueError, match="cfg-dropout needs a class-conditional model with a null class"):
         make(latents_run, tmp_path / "x", unet=TINY_UNET.replace(null_class=False))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="max_train_minutes must be >= 0"):
+        TrainConfig(max_train_minutes=-1)
     with pytest.raises(ValueError, match="precision must be 'fp32', 'bf16' or 'auto'"):
         TrainConfig(precision="fp16")
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
