@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (FileExistsError, FileNotFoundError) as e:
         raise SystemExit(str(e)) from e
-    print(f"done: val PSNR {final['val_psnr']:.2f} dB, SSIM {final['val_ssim']:.4f} on {final['val_images']} images, "
-          f"{final['train_seconds']:.0f} s of training; model in {Path(args.run) / 'vae' / 'model'}")
+    raw = final.get("raw_weights")
+    ema = f" (EMA weights; raw weights {raw['val_psnr']:.2f} dB, {raw['val_ssim']:.4f})" if raw else ""
+    print(f"done: val PSNR {final['val_psnr']:.2f} dB, SSIM {final['val_ssim']:.4f} on {final['val_images']} images"
+          f"{ema}, {final['train_seconds']:.0f} s of training; model in {Path(args.run) / 'vae' / 'model'}")
     return 0
 
 

@@ -176,11 +176,16 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                 bar.write(f"stopping: {cfg.max_train_minutes} minutes of training reached (--max-train-minutes)")
                 break
 
+    raw = None
     if cfg.ema:
-        # Keras' AdamW kept the moving averages; copy them into the model before the final score and save.
+        # Keras' AdamW kept the moving averages; copy them into the model before the final score and save. The raw
+        # weights' score goes beside it, so that one run shows what the EMA is worth.
+        raw = evaluate(trainer, eval_fn, val)
         trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
     final = {"step": state["step"], "epochs_run": len(history), "train_seconds": round(state["train_seconds"], 2),
              **evaluate(trainer, eval_fn, val), "ema": cfg.ema}
+    if raw is not None:
+        final["raw_weights"] = raw
     write_json(vae_dir / "metrics.json", {"epochs": history, "final": final})
     save_final(vae_dir, trainer, state)
     return final
