@@ -18,7 +18,7 @@ def _commands(root):
 
 def test_the_vae_gets_what_the_measured_diffusion_steps_leave_of_30_minutes(tmp_path):
     steps = TRAIN_PRESETS["fmnist-latent"].max_steps
-    for step_seconds, want in ((0.30, 11.0), (0.65, 5.0), (0.389, None)):  # AMX Xeon, AVX2 EPYC fp32, EPYC bf16
+    for step_seconds, want in ((0.30, 11.0), (0.65, 8.0), (0.389, None)):  # AMX Xeon, AVX2 EPYC fp32, EPYC bf16
         run = RunPaths(tmp_path / str(step_seconds))
         got = demo_vae_minutes(run, lambda s=step_seconds: s)
         if want is None:  # in between: exactly what is left
