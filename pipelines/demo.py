@@ -54,8 +54,8 @@ def diffusion_step_seconds(steps: int = 15, warmup: int = 3) -> float:
 
 def demo_vae_minutes(run: RunPaths, step_seconds: Callable[[], float] | None = None) -> float:
     """The VAE's share of the demo's 30 minutes: what the diffusion preset's steps at this machine's measured step
-    time leave over, at most 11 minutes (once the latents have 8 channels, diffusion steps buy more FID than VAE
-    minutes: docs/benchmarks.md, "Stage 1 vs stage 2 in the demo's budget") and at least 5. Decided once per run
+    time leave over, at most 11 minutes (the recipe's measured VAE budget) and at least 8 (VAE_MINUTES; where the
+    steps are slower, the diffusion stage's time limit cuts steps instead: docs/benchmarks.md). Decided once per run
     and kept in RUN/.done/plan.json, so a resumed VAE stage keeps the budget it started with."""
     from diffusion.training import TRAIN_PRESETS
 
