@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples behind the scale factor")
     p.add_argument("--latent-norm", choices=["global", "channel"], default="global",
                    help="global: one scale factor for all latents; channel: per-channel mean and std")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     limit = None if args.all else (args.limit if args.limit is not None else cfg.limit)
     data = load_dataset(args.data or cfg.data, cfg.image_size, cfg.channels, limit=limit, seed=cfg.seed,
                         val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
-    meta = encode_dataset(args.run, data, batch_size=args.batch_size, seed=args.seed, latent_norm=args.latent_norm)
+    meta = encode_dataset(args.run, data, batch_size=args.batch_size, seed=args.seed, latent_norm=args.latent_norm,
+                         progress=not args.no_progress)
     z, h, w = meta["latent_shape"]
     print(f"latents ({z}, {h}, {w}) {meta['layout']}: {meta['counts']['train']} train / {meta['counts']['val']} val, "
           f"{LatentNorm.from_meta(meta, z).describe()}; written to {RunPaths(args.run).latents}")

@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="compile the training step with XLA")
     p.add_argument("--eval-images", type=int, help="validation images scored after each epoch")
     p.add_argument("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
     p.add_argument("--resume", action="store_true",
                    help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change)")
     return p.parse_args(argv)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{data.image_shape}, classes: {data.num_classes}; "
           f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")
     try:
-        final = train_vae(cfg, data, args.run, resume=args.resume)
+        final = train_vae(cfg, data, args.run, resume=args.resume, progress=not args.no_progress)
     except TrainingInterrupted as e:
         print(e)
         return 130

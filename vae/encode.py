@@ -44,12 +44,13 @@ class _ChannelMoments:
 
 
 def _encode_split(encode_fn, images: np.ndarray, folder: Path, split: str, latent_shape: tuple[int, int, int],
-                  batch_size: int, stats: _ChannelMoments | None, rng: np.random.Generator) -> None:
+                  batch_size: int, stats: _ChannelMoments | None, rng: np.random.Generator,
+                  progress: bool = True) -> None:
     """Stream one split through the encoder into split_mean.npy / split_logvar.npy (N, z, h, w) memmaps."""
     shape = (len(images), *latent_shape)
     means = np.lib.format.open_memmap(folder / f"{split}_mean.npy", mode="w+", dtype=np.float32, shape=shape)
     logvars = np.lib.format.open_memmap(folder / f"{split}_logvar.npy", mode="w+", dtype=np.float32, shape=shape)
-    for start in tqdm(range(0, len(images), batch_size), desc=f"encode {split}", unit="batch"):
+    for start in tqdm(range(0, len(images), batch_size), desc=f"encode {split}", unit="batch", disable=not progress):
         mean, logvar = encode_fn(images[start:start + batch_size])
         mean = np.transpose(mean.numpy(), (0, 3, 1, 2))  # NHWC (Keras) -> NCHW (torch)
         logvar = np.transpose(logvar.numpy(), (0, 3, 1, 2))
@@ -63,7 +64,7 @@ def _encode_split(encode_fn, images: np.ndarray, folder: Path, split: str, laten
 
 
 def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 256, seed: int = 0,
-                   latent_norm: str = "global") -> dict[str, Any]:
+                   latent_norm: str = "global", progress: bool = True) -> dict[str, Any]:
     """Encode `data`'s train and val images with the VAE of `run_dir`; write RUN/latents/; return its meta.
 
     latent_norm: how the diffusion stage's latents are scaled (runfs.latent_norm): `global` (one factor) or
@@ -81,7 +82,7 @@ def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 
     with atomic_dir(RunPaths(run_dir).latents) as tmp:
         for split in ("train", "val"):
             _encode_split(encode_fn, data.images(split), tmp, split, latent_shape, batch_size,
-                          stats if split == "train" else None, rng)
+                          stats if split == "train" else None, rng, progress)
             if data.labels(split) is not None:
                 write_npy(tmp / f"{split}_labels.npy", data.labels(split).astype(np.int64))
         meta = {

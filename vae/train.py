@@ -99,7 +99,8 @@ def _start(cfg: VAEConfig, vae_dir: Path, resume: bool) -> tuple[VAETrainer, dic
     return trainer, state, history
 
 
-def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
+def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume: bool = False,
+              progress: bool = True) -> dict[str, Any]:
     """Train (or with `resume`, continue) the VAE of `cfg` on `data`; returns the final metrics.
 
     Raises TrainingInterrupted after Ctrl-C, once DIR/vae/checkpoint/ holds the state at the last step.
@@ -127,7 +128,8 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
         limit = cfg.max_train_minutes
         return limit is not None and state["train_seconds"] + epoch_seconds >= 60 * limit
 
-    with _SigintFlag() as sigint, tqdm(total=total_steps, initial=state["step"], desc="train VAE", unit="step") as bar:
+    with _SigintFlag() as sigint, tqdm(total=total_steps, initial=state["step"], desc="train VAE", unit="step",
+                                          disable=not progress) as bar:
         while state["step"] < total_steps:
             trainer.reset_metrics()
             t0, start_step = time.perf_counter(), state["step"]

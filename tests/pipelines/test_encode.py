@@ -34,7 +34,7 @@ def run_with_vae(tmp_path_factory):
 
 def test_encode_writes_latents_with_meta(run_with_vae):
     result = subprocess.run([sys.executable, str(ROOT / "pipelines" / "encode.py"), "--run", str(run_with_vae),
-                             "--batch-size", "8"], capture_output=True, text=True, timeout=240, cwd=ROOT)
+                             "--batch-size", "8", "--no-progress"], capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     latents = run_with_vae / "latents"
     meta = read_json(latents / "meta.json")
@@ -46,6 +46,7 @@ def test_encode_writes_latents_with_meta(run_with_vae):
     samples = mean + np.exp(0.5 * logvar) * np.random.default_rng(5).standard_normal(mean.shape)
     assert 0.9 <= np.std(samples * meta["scale_factor"]) <= 1.1
     assert "scale_factor" in result.stdout
+    assert "encode train" not in result.stderr + result.stdout  # --no-progress: no bar
 
 
 def test_encode_without_a_trained_vae_says_what_to_do(tmp_path):

@@ -105,10 +105,12 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 def test_ema_run_scores_the_raw_weights_beside_the_ema_ones(tmp_path):
     data, run = write_png_folder(tmp_path / "pngs"), tmp_path / "run"
     done = run_script("train_vae.py", "--run", run, "--preset", "tiny", "--data", data, "--channels", 1,
-                      "--batch-size", 8, "--max-steps", 6, "--lr", 3e-3, "--ema", "--ema-momentum", 0.5)
+                      "--batch-size", 8, "--max-steps", 6, "--lr", 3e-3, "--ema", "--ema-momentum", 0.5,
+                      "--no-progress")
     assert done.returncode == 0, done.stderr[-3000:]
     final = read_json(run / "vae" / "metrics.json")["final"]
     assert final["ema"] is True and final["raw_weights"]["val_images"] == final["val_images"]
     # Six steps at lr 3e-3 move the weights; an average over the last few steps reconstructs differently.
     assert final["raw_weights"]["val_psnr"] != pytest.approx(final["val_psnr"], abs=1e-4)
     assert "EMA weights; raw weights" in done.stdout
+    assert "train VAE" not in done.stderr + done.stdout and "epoch 0:" in done.stdout  # --no-progress: no bar
