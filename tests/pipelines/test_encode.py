@@ -34,7 +34,8 @@ def run_with_vae(tmp_path_factory):
 
 def test_encode_writes_latents_with_meta(run_with_vae):
     result = subprocess.run([sys.executable, str(ROOT / "pipelines" / "encode.py"), "--run", str(run_with_vae),
-                             "--batch-size", "8", "--no-progress"], capture_output=True, text=True, timeout=240, cwd=ROOT)
+                             "--batch-size", "8", "--no-progress"],
+                            capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     latents = run_with_vae / "latents"
     meta = read_json(latents / "meta.json")
