@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
 def ema_decay(rate: float, step: int, warmup: bool) -> float:
     """The decay used at `step`: `rate`, or with warm-up min(rate, (1 + step) / (10 + step))."""
     return min(rate, (1.0 + step) / (10.0 + step)) if warmup else rate
+
+
+def warmup_reaches_rate_at(rate: float) -> int:
+    """The first step at which the warm-up decay (1 + step) / (10 + step) is no longer below `rate`."""
+    step = max(math.ceil((10.0 * rate - 1.0) / (1.0 - rate)), 0)  # closed form, then settled in floating point
+    while step > 0 and ema_decay(rate, step - 1, True) >= rate:
+        step -= 1
+    while ema_decay(rate, step, True) < rate:
+        step += 1
+    return step
+
+
+def warmup_note(rates: list[float], max_steps: int | None) -> str | None:
+    """A line for the user when warm-up keeps some rates below their nominal decay for the whole run (their EMA
+    copies are then identical to each other), else None."""
+    if not max_steps:
+        return None
+    late = [r for r in rates if warmup_reaches_rate_at(r) > max_steps]
+    if not late:
+        return None
+    effective = ema_decay(1.0, max_steps, True)
+    same = " (so their EMA copies will be identical)" if len(late) > 1 else ""
+    return (f"EMA warm-up: rate(s) {', '.join(map(str, late))} are reached only after step "
+            f"{min(map(warmup_reaches_rate_at, late))}, past the run's {max_steps} steps; until then they decay at "
+            f"(1 + step) / (10 + step), {effective:.5f} at the last step{same}")
 
 
 class EMA:

@@ -15,6 +15,7 @@ from diffusion.training import checkpoint as ckpt
 from diffusion.training.config import ClassifierConfig, TrainConfig
 from diffusion.training.data import TrainData
 from diffusion.training.distributed import DistInfo, resolve_precision, setup_distributed
+from diffusion.training.ema import warmup_note
 from diffusion.training.loop import TrainLoop
 from diffusion.training.objectives import classifier_objective, diffusion_objective
 
@@ -52,6 +53,9 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
         if dist.is_main and progress:
             print(f"precision auto: {train.precision} on {dist.device.type} "
                   f"({'native' if train.precision == 'bf16' else 'no native'} bfloat16)", flush=True)
+    note = warmup_note(train.ema_rates, train.max_steps) if train.ema_warmup else None
+    if note and dist.is_main and progress:
+        print(note, flush=True)
     common = {"train": train.to_dict(), "data": data.meta}
     if kind == "diffusion":
         unet = resolve_unet(unet, data)
