@@ -27,13 +27,13 @@ def warmup_note(rates: list[float], max_steps: int | None) -> str | None:
     copies are then identical to each other), else None."""
     if not max_steps:
         return None
-    late = [r for r in rates if warmup_reaches_rate_at(r) > max_steps]
+    late = {r: step for r in rates if (step := warmup_reaches_rate_at(r)) > max_steps}
     if not late:
         return None
     effective = ema_decay(1.0, max_steps, True)
     same = " (so their EMA copies will be identical)" if len(late) > 1 else ""
     return (f"EMA warm-up: rate(s) {', '.join(map(str, late))} are reached only after step "
-            f"{min(map(warmup_reaches_rate_at, late))}, past the run's {max_steps} steps; until then they decay at "
+            f"{min(late.values())}, past the run's {max_steps} steps; until then they decay at "
             f"(1 + step) / (10 + step), {effective:.5f} at the last step{same}")
 
 

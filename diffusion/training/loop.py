@@ -180,10 +180,11 @@ class TrainLoop:
         bar = tqdm(total=total or None, initial=self.step, disable=not (self.progress and self.dist.is_main),
                    desc="train", unit="step", dynamic_ncols=True)
         tick, tick_step = time.perf_counter(), self.step
-        deadline = tick + 60 * cfg.max_train_minutes if cfg.max_train_minutes else math.inf
+        deadline = tick + 60 * cfg.max_train_minutes if cfg.max_train_minutes else None
         try:
             while (not total or self.step < total) and not any_rank(self.stop_requested, self.dist.device):
-                if any_rank(time.perf_counter() >= deadline, self.dist.device):  # one decision for every rank
+                # One decision for every rank; no extra collective per step when there is no time limit.
+                if deadline is not None and any_rank(time.perf_counter() >= deadline, self.dist.device):
                     if self.dist.is_main:
                         bar.write(f"stopping at step {self.step}: {cfg.max_train_minutes:g} minutes of training "
                                   "reached (--max-train-minutes)")
