@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.bench.timing import median_seconds
+from pipelines.cli import make_parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--run", type=Path, default=Path("runs/demo"), help="run folder with a trained VAE (if present)")
     p.add_argument("--preset", default="fashion_mnist", help="vae/ preset to build when the run has no VAE")
     p.add_argument("--batch", type=int, default=64, help="batch size of both engines")

@@ -19,6 +19,7 @@ from tqdm import tqdm  # noqa: E402
 from diffusion.config import PRESETS, UNetConfig  # noqa: E402
 from diffusion.factory import create_model  # noqa: E402
 from pipelines.bench.timing import median_seconds  # noqa: E402
+from pipelines.cli import make_parser  # noqa: E402
 
 
 def bench_case(cfg: UNetConfig, batch: int, channels_last: bool, compiled: bool, warmup: int, repeats: int,
@@ -49,7 +50,7 @@ def bench_case(cfg: UNetConfig, batch: int, channels_last: bool, compiled: bool,
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--cases", default="fmnist-latent:128,fmnist-latent:8,fmnist-pixel:128,guided64:8",
                         help="comma-separated PRESET:BATCH pairs")
     parser.add_argument("--modes", default="eager,eager+cl,compile,compile+cl",

@@ -23,6 +23,7 @@ from diffusion.config import PRESETS  # noqa: E402
 from pipelines.bench.cases import BenchConfig  # noqa: E402
 from pipelines.bench.report import markdown, write_report  # noqa: E402
 from pipelines.bench.runner import run_benchmark  # noqa: E402
+from pipelines.cli import make_parser  # noqa: E402
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
           "gb": 2**30, "t": 2**40, "tib": 2**40}
@@ -45,7 +46,7 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--run", default=None, help="run folder: its trained decoder and VAE design are used; "
                    "the report goes to DIR/bench/ unless --out is given")
     p.add_argument("--out", type=Path, default=None, help="output folder (default DIR/bench/ or runs/bench/)")

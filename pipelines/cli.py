@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except None: an unset flag's meaning is in its help text (the preset's value...)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def make_parser(doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
 
 
 def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
@@ -30,15 +40,27 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of dataclass `cls`; unset flags stay None so the preset's value is kept."""
+def preset_hint(name: str, presets: Mapping[str, Any]) -> str:
+    """'(default: V)' when every preset has the same value for field `name`, else each preset's value."""
+    values = {label: getattr(config, name) for label, config in presets.items()}
+    if len(set(map(repr, values.values()))) == 1:
+        return f"(default: {next(iter(values.values()))!r})"
+    return "(default: the preset's: " + ", ".join(f"{label} {value!r}" for label, value in values.items()) + ")"
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str, skip: tuple[str, ...] = (),
+                    presets: Mapping[str, Any] | None = None) -> None:
+    """One flag per field of dataclass `cls`; unset flags stay None so the preset's value is kept.
+
+    presets: label -> the `cls` instance each preset starts from, so that the help shows the values a run really gets
+    (the dataclass's own defaults when not given)."""
     group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         flag = "--" + f.name.replace("_", "-")
-        hint = f"(preset default: {default!r})"
+        hint = preset_hint(f.name, presets) if presets else f"(default: {default!r})"
         if isinstance(default, bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=hint)
         else:

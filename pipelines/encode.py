@@ -20,9 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pipelines.cli import make_parser  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--run", required=True, help="run folder holding vae/ (from train_vae.py); writes RUN/latents/")
     p.add_argument("--data", help="data source to encode (default: the one the VAE was trained on)")
     p.add_argument("--limit", type=int, help="encode only the first N images (default: the training run's limit)")

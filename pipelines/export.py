@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.cli import make_parser
 from runfs import RunPaths, read_json
 from runfs.latent_norm import LatentNorm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--run", required=True, type=Path, help="run folder holding vae/ and latents/")
     p.add_argument(
         "--num-real", type=int, default=256, help="real latents (from latents/val_mean.npy) in the parity check"

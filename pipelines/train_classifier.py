@@ -25,8 +25,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--preset", default="fmnist-latent", choices=sorted(PRESETS),
                         help="the diffusion process the classifier must match (noise schedule, steps)")
     add_config_args(parser, ClassifierConfig, "classifier (reference flag names)")
-    add_config_args(parser, DiffusionConfig, "diffusion process")
-    add_config_args(parser, TrainConfig, "training", skip=("cfg_dropout",))
+    add_config_args(parser, DiffusionConfig, "diffusion process",
+                    presets={name: diffusion for name, (_, diffusion) in PRESETS.items()})
+    add_config_args(parser, TrainConfig, "training", skip=("cfg_dropout",),
+                    presets={"classifier": CLASSIFIER_TRAIN_PRESET})
     return parser.parse_args(argv)
 
 

@@ -29,9 +29,12 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--resume", action="store_true",
                         help="insist on a checkpoint to continue from (rerunning the same command resumes anyway)")
     parser.add_argument("--tensorboard", action="store_true", help="also log to DIR/diffusion/tb (needs tensorboard)")
-    add_config_args(parser, UNetConfig, "model (guided-diffusion flag names)")
-    add_config_args(parser, DiffusionConfig, "diffusion process")
-    add_config_args(parser, TrainConfig, "training")
+    add_config_args(parser, UNetConfig, "model (guided-diffusion flag names)",
+                    presets={name: unet for name, (unet, _) in PRESETS.items()})
+    add_config_args(parser, DiffusionConfig, "diffusion process",
+                    presets={name: diffusion for name, (_, diffusion) in PRESETS.items()})
+    add_config_args(parser, TrainConfig, "training",
+                    presets={name: TRAIN_PRESETS.get(name, TrainConfig()) for name in PRESETS})
     return parser.parse_args(argv)
 
 

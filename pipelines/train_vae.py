@@ -18,6 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pipelines.cli import make_parser, preset_hint  # noqa: E402
+from vae.config import PRESETS  # noqa: E402  (plain dataclasses: no TensorFlow)
+
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
 CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
                 "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss", "kl_weight",
@@ -25,50 +28,61 @@ CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val
                 "ema_momentum", "eval_images")
 
 
+_CONFIG_FIELDS = {f for c in PRESETS.values() for f in c.__dataclass_fields__}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--run", required=True, help="run folder; the VAE goes to RUN/vae/")
-    p.add_argument("--preset", default="fashion_mnist", help="named defaults: fashion_mnist, photos64, tiny")
-    p.add_argument("--data", help="fashion_mnist, tfds:NAME, or a folder of images (default: the preset's)")
-    p.add_argument("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
-                   help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
-    p.add_argument("--image-size", type=int, help="square image side after center crop + resize")
-    p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
-    p.add_argument("--limit", type=int, help="use only the first N images")
-    p.add_argument("--val-fraction", type=float, help="validation share (default: the source's own)")
-    p.add_argument("--seed", type=int, help="seed of the split, shuffling and initialisation")
-    p.add_argument("--base-channels", type=int, help="width of the first level")
-    p.add_argument("--channel-mult", type=lambda s: tuple(int(v) for v in s.split(",")),
-                   help="width multipliers per level, e.g. 1,2,2 (downsampling f = 2^(levels-1))")
-    p.add_argument("--num-res-blocks", type=int, help="residual blocks per level")
-    p.add_argument("--z-channels", type=int, help="latent channels")
-    p.add_argument("--norm", choices=["group", "encoder", "none"],
-                   help="group: GroupNorm before each swish (LDM); encoder: in the encoder only; none: no "
-                        "normalisation layers: ~1.45x the training speed and sharper reconstructions, but latents "
-                        "the diffusion model fits worse (docs/benchmarks.md)")
-    p.add_argument("--norm-groups", type=int, help="GroupNorm groups (must divide every width)")
-    p.add_argument("--mid-attention", action=argparse.BooleanOptionalAction, default=None,
-                   help="self-attention in the middle blocks")
-    p.add_argument("--recon-loss", choices=["l1", "l2"], help="reconstruction loss")
-    p.add_argument("--kl-weight", type=float, help="weight of the KL term (see docs/vae.md for the default)")
-    p.add_argument("--epochs", type=int, help="epochs to train")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total")
-    p.add_argument("--max-train-minutes", type=float, help="stop once this much training time has passed")
-    p.add_argument("--batch-size", type=int, help="images per step")
-    p.add_argument("--lr", type=float, help="AdamW learning rate")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"],
-                   help="cosine: decay to 0 over the step or time budget (whichever runs out first)")
-    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
-    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep an EMA of the weights (Keras AdamW use_ema); the final model uses it")
-    p.add_argument("--ema-momentum", type=float, help="EMA momentum")
-    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="compile the training step with XLA")
-    p.add_argument("--eval-images", type=int, help="validation images scored after each epoch")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change)")
+
+    def add(flag: str, **kwargs) -> None:
+        """p.add_argument; a VAEConfig field's help also names each preset's value (what an unset flag gives)."""
+        field = flag[2:].replace("-", "_")
+        if field in _CONFIG_FIELDS and any(getattr(c, field) is not None for c in PRESETS.values()):
+            kwargs["help"] = f"{kwargs['help']} {preset_hint(field, PRESETS)}"
+        p.add_argument(flag, **kwargs)
+
+    add("--preset", default="fashion_mnist", help="named defaults: fashion_mnist, photos64, tiny")
+    add("--data", help="fashion_mnist, tfds:NAME, or a folder of images")
+    add("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
+        help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
+    add("--image-size", type=int, help="square image side after center crop + resize")
+    add("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
+    add("--limit", type=int, help="use only the first N images")
+    add("--val-fraction", type=float, help="validation share (default: the source's own)")
+    add("--seed", type=int, help="seed of the split, shuffling and initialisation")
+    add("--base-channels", type=int, help="width of the first level")
+    add("--channel-mult", type=lambda s: tuple(int(v) for v in s.split(",")),
+        help="width multipliers per level, e.g. 1,2,2 (downsampling f = 2^(levels-1))")
+    add("--num-res-blocks", type=int, help="residual blocks per level")
+    add("--z-channels", type=int, help="latent channels")
+    add("--norm", choices=["group", "encoder", "none"],
+        help="group: GroupNorm before each swish (LDM); encoder: in the encoder only; none: no "
+             "normalisation layers: ~1.45x the training speed and sharper reconstructions, but latents "
+             "the diffusion model fits worse (docs/benchmarks.md)")
+    add("--norm-groups", type=int, help="GroupNorm groups (must divide every width)")
+    add("--mid-attention", action=argparse.BooleanOptionalAction, default=None,
+        help="self-attention in the middle blocks")
+    add("--recon-loss", choices=["l1", "l2"], help="reconstruction loss")
+    add("--kl-weight", type=float, help="weight of the KL term (see docs/vae.md for the default)")
+    add("--epochs", type=int, help="epochs to train")
+    add("--max-steps", type=int, help="stop after this many optimizer steps in total")
+    add("--max-train-minutes", type=float, help="stop once this much training time has passed")
+    add("--batch-size", type=int, help="images per step")
+    add("--lr", type=float, help="AdamW learning rate")
+    add("--lr-schedule", choices=["constant", "cosine"],
+        help="cosine: decay to 0 over the step or time budget (whichever runs out first)")
+    add("--weight-decay", type=float, help="AdamW weight decay")
+    add("--ema", action=argparse.BooleanOptionalAction, default=None,
+        help="keep an EMA of the weights (Keras AdamW use_ema); the final model uses it")
+    add("--ema-momentum", type=float, help="EMA momentum")
+    add("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+        help="compile the training step with XLA")
+    add("--eval-images", type=int, help="validation images scored after each epoch")
+    add("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
+    add("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
+    add("--resume", action="store_true",
+        help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change)")
     return p.parse_args(argv)
 
 

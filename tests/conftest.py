@@ -36,6 +36,27 @@ def write_latents(run_dir, n=24, shape=(4, 8, 8), num_classes=3, seed=0, labels=
 
 
 @pytest.fixture
+def script_help(monkeypatch, capsys):
+    """script_help(parse_args) -> {flag: its whole --help entry on one line} (parse_args(["--help"]) exits)."""
+    def read(parse_args) -> dict[str, str]:
+        monkeypatch.setenv("COLUMNS", "400")
+        with pytest.raises(SystemExit):
+            parse_args(["--help"])
+        entries: dict[str, str] = {}
+        flag = None
+        for line in capsys.readouterr().out.splitlines():
+            if line.startswith("  -"):
+                flag = line.split()[0].rstrip(",")
+                entries[flag] = line.strip()
+            elif flag and line.startswith("    "):
+                entries[flag] += " " + line.strip()
+            else:
+                flag = None
+        return entries
+    return read
+
+
+@pytest.fixture
 def tiny():
     """(UNetConfig, DiffusionConfig, write_latents) for small, fast training runs."""
     return TINY_UNET, TINY_DIFFUSION, write_latents

@@ -99,3 +99,30 @@ def test_threads_flag_sets_torch_threads_and_rejects_zero(run_dir, monkeypatch):
     assert calls == [1]
     assert main(["--run", str(run_dir), *TINY, "--max-steps", "1", "--threads", "0"]) == 2
     assert calls == [1]
+
+
+def test_help_shows_the_values_each_preset_trains_with(script_help):
+    """--help names what a run really gets (the preset's value), not the config dataclass's own default."""
+    from diffusion.config import PRESETS
+    from diffusion.training import TRAIN_PRESETS
+    from pipelines.train_diffusion import parse_args
+
+    lines = script_help(parse_args)
+    unet, _ = PRESETS["fmnist-latent"]
+    assert f"fmnist-latent {unet.num_channels}," in lines["--num-channels"]
+    assert f"guided64 {PRESETS['guided64'][0].num_channels})" in lines["--num-channels"]
+    assert f"fmnist-latent {TRAIN_PRESETS['fmnist-latent'].lr}," in lines["--lr"]
+    assert f"fmnist-latent {TRAIN_PRESETS['fmnist-latent'].ema_rate!r}," in lines["--ema-rate"]
+    assert unet.num_channels != PRESETS["guided64"][0].num_channels  # the check above can tell presets apart
+    assert all("(default: None)" not in line for line in lines.values())
+
+
+def test_preset_hint_collapses_equal_values():
+    from types import SimpleNamespace
+
+    from pipelines.cli import preset_hint
+
+    same = {"a": SimpleNamespace(x=1), "b": SimpleNamespace(x=1)}
+    assert preset_hint("x", same) == "(default: 1)"
+    differ = {"a": SimpleNamespace(x="1,2"), "b": SimpleNamespace(x="")}
+    assert preset_hint("x", differ) == "(default: the preset's: a '1,2', b '')"

@@ -114,3 +114,16 @@ def test_ema_run_scores_the_raw_weights_beside_the_ema_ones(tmp_path):
     assert final["raw_weights"]["val_psnr"] != pytest.approx(final["val_psnr"], abs=1e-4)
     assert "EMA weights; raw weights" in done.stdout
     assert "train VAE" not in done.stderr + done.stdout and "epoch 0:" in done.stdout  # --no-progress: no bar
+
+
+def test_help_names_each_presets_value(script_help):
+    """An unset flag keeps the preset's value; --help says which (not argparse's None)."""
+    from pipelines.train_vae import parse_args
+    from vae.config import PRESETS
+
+    lines = script_help(parse_args)
+    assert f"fashion_mnist {PRESETS['fashion_mnist'].z_channels}, photos64 {PRESETS['photos64'].z_channels}," \
+        in lines["--z-channels"]
+    assert PRESETS["fashion_mnist"].z_channels != PRESETS["photos64"].z_channels  # the line tells presets apart
+    assert f"(default: {PRESETS['fashion_mnist'].num_res_blocks})" in lines["--num-res-blocks"]  # equal: one value
+    assert all("(default: None)" not in line for line in lines.values())
