@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from diffusion.config import DEFAULT_GUIDANCE_SCALE
 from diffusion.sampling import (
     DEFAULT_RESPACING,
     classifier_guidance,
@@ -43,7 +44,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--class-label", type=int, default=None, help="sample this class only")
     p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
     p.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance scale (1: none; default 2 for models with a null class, else 1)")
+                   help="classifier-free guidance scale (1: none; default "
+                        f"{DEFAULT_GUIDANCE_SCALE} for models with a null class, else 1)")
     p.add_argument("--guidance-interval", default=None, type=_interval, metavar="LO,HI",
                    help="apply the guidance only at timesteps LO..HI of the model's T (e.g. 100,600 of 1000), "
                         "the conditional output elsewhere (default: at every step)")
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "latents; re-export the bridge of the VAE that made them, or pick the right --run")
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
-        guidance = args.guidance_scale if args.guidance_scale is not None else (2.0 if unet.null_class else 1.0)
+        guidance = args.guidance_scale
+        if guidance is None:
+            guidance = DEFAULT_GUIDANCE_SCALE if unet.null_class else 1.0
         cond_fn = None
         if args.classifier_scale:
             classifier = load_classifier_checkpoint(run.root / ("pixel_classifier" if args.pixels else "classifier"),
