@@ -57,7 +57,9 @@ class LatentNorm:
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
         shift = mean if mode == "channel" else np.zeros(channels)
-        return cls(mode, tuple(float(v) for v in 1.0 / std), tuple(float(v) for v in shift))
+        with np.errstate(divide="ignore"):  # a constant channel: scale inf, which __init__ rejects with its reason
+            scale = 1.0 / std
+        return cls(mode, tuple(float(v) for v in scale), tuple(float(v) for v in shift))
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], channels: int) -> LatentNorm:
