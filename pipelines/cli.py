@@ -41,8 +41,11 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
 
 
 def preset_hint(name: str, presets: Mapping[str, Any]) -> str:
-    """'(default: V)' when every preset has the same value for field `name`, else each preset's value."""
+    """'(default: V)' when every preset has the same value for field `name`, else each preset's value; '' when every
+    preset leaves it None (the flag's own help says what unset means)."""
     values = {label: getattr(config, name) for label, config in presets.items()}
+    if all(value is None for value in values.values()):
+        return ""
     if len(set(map(repr, values.values()))) == 1:
         return f"(default: {next(iter(values.values()))!r})"
     return "(default: the preset's: " + ", ".join(f"{label} {value!r}" for label, value in values.items()) + ")"

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -19,7 +20,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipelines.cli import make_parser, preset_hint  # noqa: E402
-from vae.config import PRESETS  # noqa: E402  (plain dataclasses: no TensorFlow)
+from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no TensorFlow)
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
 CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
@@ -28,7 +29,7 @@ CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val
                 "ema_momentum", "eval_images")
 
 
-_CONFIG_FIELDS = {f for c in PRESETS.values() for f in c.__dataclass_fields__}
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(VAEConfig)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     def add(flag: str, **kwargs) -> None:
         """p.add_argument; a VAEConfig field's help also names each preset's value (what an unset flag gives)."""
         field = flag[2:].replace("-", "_")
-        if field in _CONFIG_FIELDS and any(getattr(c, field) is not None for c in PRESETS.values()):
-            kwargs["help"] = f"{kwargs['help']} {preset_hint(field, PRESETS)}"
+        if field in _CONFIG_FIELDS:
+            kwargs["help"] = f"{kwargs['help']} {preset_hint(field, PRESETS)}".rstrip()
         p.add_argument(flag, **kwargs)
 
     add("--preset", default="fashion_mnist", help="named defaults: fashion_mnist, photos64, tiny")
