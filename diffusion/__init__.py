@@ -16,6 +16,7 @@ _EXPORTS = {
     "get_named_beta_schedule": "diffusion.schedules",
     "SpacedDiffusion": "diffusion.respace",
     "space_timesteps": "diffusion.respace",
+    "usable_timesteps": "diffusion.respace",
     "UNetModel": "diffusion.unet",
     "EncoderUNetModel": "diffusion.unet",
     "UNetConfig": "diffusion.config",

@@ -8,6 +8,8 @@ The process modules are imported inside `create_gaussian_diffusion`, so building
 
 from __future__ import annotations
 
+import math
+
 from diffusion.config import DiffusionConfig, UNetConfig, attention_ds_for, channel_mult_for
 from diffusion.encoder_unet import EncoderUNetModel
 from diffusion.unet import UNetModel
@@ -68,15 +70,18 @@ def create_classifier(image_size: int = 64, in_channels: int = 3, num_classes: i
     )
 
 
-def create_gaussian_diffusion(cfg: DiffusionConfig, learn_sigma: bool = False):
+def create_gaussian_diffusion(cfg: DiffusionConfig, learn_sigma: bool = False, lambda_min: float = -math.inf):
     """A SpacedDiffusion as the reference builds it (the full chain when timestep_respacing is "").
+
+    lambda_min: lay the respacing over the leading timesteps whose log-SNR is at least this (respace.usable_timesteps:
+    samplers pass DEFAULT_LAMBDA_MIN); the default -inf keeps all of them, as the reference does.
 
     Loss: RESCALED_KL if use_kl (checked first, as in the reference), else RESCALED_MSE if
     rescale_learned_sigmas, else MSE. Mean: START_X / VELOCITY / EPSILON. Variance: LEARNED_RANGE with
     learn_sigma, else FIXED_SMALL (sigma_small) or FIXED_LARGE.
     """
     from diffusion.gaussian_diffusion import LossType, ModelMeanType, ModelVarType
-    from diffusion.respace import SpacedDiffusion, space_timesteps
+    from diffusion.respace import SpacedDiffusion, space_timesteps, usable_timesteps
     from diffusion.schedules import get_named_beta_schedule
 
     if cfg.use_kl:
@@ -95,10 +100,11 @@ def create_gaussian_diffusion(cfg: DiffusionConfig, learn_sigma: bool = False):
         var_type = ModelVarType.LEARNED_RANGE
     else:
         var_type = ModelVarType.FIXED_SMALL if cfg.sigma_small else ModelVarType.FIXED_LARGE
-    respacing = cfg.timestep_respacing or [cfg.diffusion_steps]
+    betas = get_named_beta_schedule(cfg.noise_schedule, cfg.diffusion_steps)
+    steps = usable_timesteps(betas, lambda_min)
     return SpacedDiffusion(
-        use_timesteps=space_timesteps(cfg.diffusion_steps, respacing),
-        betas=get_named_beta_schedule(cfg.noise_schedule, cfg.diffusion_steps),
+        use_timesteps=space_timesteps(steps, cfg.timestep_respacing or [steps]),
+        betas=betas,
         model_mean_type=mean_type,
         model_var_type=var_type,
         loss_type=loss_type,

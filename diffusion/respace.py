@@ -55,6 +55,20 @@ def _sections(num_timesteps: int, section_counts: list[int]) -> set[int]:
     return set(all_steps)
 
 
+# Sampling starts no noisier than log-SNR lambda = log(alpha / sigma) = -5.1 (diffusers' `lambda_min_clipped` for the
+# cosine schedule). An eps model's x_0 = (x_t - sigma_t eps) / alpha_t multiplies its error by 1 / alpha_t: 157 at the
+# linear schedule's T-1 (lambda -5.06, kept) but 20,000 at the cosine schedule's (alpha_bar 2.4e-9), which no
+# unclipped (latent) model survives. The linear schedule is untouched; -inf keeps every step (the reference).
+DEFAULT_LAMBDA_MIN = -5.1
+
+
+def usable_timesteps(betas: np.ndarray, lambda_min: float = DEFAULT_LAMBDA_MIN) -> int:
+    """How many leading timesteps 0..n-1 of a beta schedule have log-SNR >= lambda_min (at least 1)."""
+    alpha_bar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    log_snr = 0.5 * (np.log(alpha_bar) - np.log1p(-alpha_bar))  # decreasing in t
+    return max(1, int(np.count_nonzero(log_snr >= lambda_min)))
+
+
 def space_timesteps(num_timesteps: int, section_counts: str | Iterable[int]) -> set[int]:
     """Timesteps of a T-step process to keep: "250", "10,10,10" (per equal section), "ddimN", "trailingN"."""
     if isinstance(section_counts, str):

@@ -15,6 +15,7 @@ from diffusion.config import DiffusionConfig, UNetConfig
 from diffusion.factory import create_classifier, create_gaussian_diffusion, create_model
 from diffusion.guidance import ClassifierFreeGuidance, classifier_cond_fn
 from diffusion.nn import to_preferred_format
+from diffusion.respace import DEFAULT_LAMBDA_MIN
 from diffusion.training import checkpoint as ckpt
 from diffusion.training.config import ClassifierConfig
 
@@ -132,13 +133,17 @@ def generate(loaded: LoadedCheckpoint, *, num_samples: int, batch_size: int, sam
              timestep_respacing: str | None = None, eta: float = 0.0, labels: torch.Tensor | None = None,
              guidance_scale: float = 1.0, guidance_interval: tuple[float, float] | None = None, cond_fn=None,
              clip_denoised: bool = False, seed: int | None = 0, device: torch.device | str = "cpu",
-             progress: bool = True) -> Iterator[tuple[torch.Tensor, Any]]:
-    """Yield (samples [B, C, H, W], labels [B] or None) batch by batch; the same seed gives the same samples."""
+             progress: bool = True, lambda_min: float = DEFAULT_LAMBDA_MIN) -> Iterator[tuple[torch.Tensor, Any]]:
+    """Yield (samples [B, C, H, W], labels [B] or None) batch by batch; the same seed gives the same samples.
+
+    lambda_min: the respacing covers only the timesteps with log-SNR >= lambda_min (respace.DEFAULT_LAMBDA_MIN:
+    every step of the linear schedule, all but the last few of the cosine one; -inf: all, as the reference)."""
     if sampler not in DEFAULT_RESPACING:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(DEFAULT_RESPACING)}")
     respacing = DEFAULT_RESPACING[sampler] if timestep_respacing is None else timestep_respacing
     unet = loaded.unet
-    process = create_gaussian_diffusion(loaded.diffusion.replace(timestep_respacing=respacing), unet.learn_sigma)
+    process = create_gaussian_diffusion(loaded.diffusion.replace(timestep_respacing=respacing), unet.learn_sigma,
+                                        lambda_min=lambda_min)
     model = guided_model(loaded, guidance_scale, guidance_interval)
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     for start in range(0, num_samples, batch_size):

@@ -17,6 +17,7 @@ import torch
 
 from diffusion.config import DiffusionConfig, UNetConfig
 from diffusion.factory import create_gaussian_diffusion, create_model
+from diffusion.respace import DEFAULT_LAMBDA_MIN
 from pipelines.bench.memory import CpuProbe, CudaProbe, InjectedOOM, is_oom, search_max_batch
 from pipelines.bench.timing import median_seconds
 from runfs import read_json, write_json
@@ -76,7 +77,7 @@ class Bench:
         spec = self.spec
         self.model.eval()
         process = create_gaussian_diffusion(self.diffusion.replace(timestep_respacing=f"ddim{spec['steps']}"),
-                                            learn_sigma=self.unet.learn_sigma)
+                                            learn_sigma=self.unet.learn_sigma, lambda_min=DEFAULT_LAMBDA_MIN)
         decoder = None
         if spec.get("decoder_dir"):
             from bridge.runtime import load_decoder

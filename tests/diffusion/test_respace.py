@@ -82,3 +82,30 @@ def test_rescale_maps_to_0_1000_for_a_shorter_original_process():
     seen = []
     d.ddim_sample_loop(lambda x, t: seen.append(t) or torch.zeros_like(x), (1, 1, 1, 1))
     assert [t.item() for t in seen] == [10.0 * s for s in reversed(range(0, 100, 10))]
+
+
+def test_usable_timesteps_against_the_closed_form_log_snr():
+    from diffusion.respace import DEFAULT_LAMBDA_MIN, usable_timesteps
+    from diffusion.schedules import cosine_alpha_bar
+
+    # Linear: alpha_bar at T-1 is 4.04e-5, log-SNR -5.06 >= -5.1: every step stays, so samplers start at T-1 as before.
+    assert usable_timesteps(get_named_beta_schedule("linear", 1000)) == 1000
+    # Cosine: alpha_bar_t = f((t + 1) / T) / f(0) (the 0.999 beta cap only bites at T-1); keep the steps with
+    # 0.5 log(alpha_bar / (1 - alpha_bar)) >= -5.1.
+    closed = np.array([cosine_alpha_bar((t + 1) / 1000) / cosine_alpha_bar(0) for t in range(1000)])
+    expected = int(np.count_nonzero(0.5 * np.log(closed / (1 - closed)) >= DEFAULT_LAMBDA_MIN))
+    assert 990 < expected < 1000
+    assert usable_timesteps(get_named_beta_schedule("cosine", 1000)) == expected
+    assert usable_timesteps(get_named_beta_schedule("cosine", 1000), -np.inf) == 1000
+    assert usable_timesteps(get_named_beta_schedule("cosine", 1000), 50.0) == 1  # never fewer than one step
+
+
+def test_lambda_min_lays_the_respacing_over_the_usable_steps_only():
+    from diffusion import DiffusionConfig, create_gaussian_diffusion
+    from diffusion.respace import DEFAULT_LAMBDA_MIN
+
+    for schedule, first in (("linear", 999), ("cosine", 995)):
+        cfg = DiffusionConfig(noise_schedule=schedule, timestep_respacing="trailing20")
+        clipped = create_gaussian_diffusion(cfg, lambda_min=DEFAULT_LAMBDA_MIN)
+        assert list(clipped.timestep_map) == sorted(space_timesteps(first + 1, "trailing20"))
+        assert max(create_gaussian_diffusion(cfg).timestep_map) == 999  # the factory's default: the reference's

@@ -39,6 +39,9 @@ def test_sample_with_only_run_writes_grid_npz_and_info_without_tensorflow(tiny_p
 
     assert DEFAULT_GUIDANCE_SCALE > 1  # the model has a null class: classifier-free guidance by default
     assert info["guidance_scale"] == DEFAULT_GUIDANCE_SCALE
+    from diffusion.respace import DEFAULT_LAMBDA_MIN
+
+    assert info["lambda_min"] == DEFAULT_LAMBDA_MIN
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp", "ddpm"])
@@ -59,6 +62,9 @@ def test_guidance_interval_is_recorded_and_checked(tiny_pipeline_run, tmp_path):
     sample(tiny_pipeline_run, "--num-samples", "2", "--timestep-respacing", "ddim5", "--guidance-scale", "3",
            "--guidance-interval", "10,30", "--out", str(tmp_path))
     assert json.loads((tmp_path / "info.json").read_text())["guidance_interval"] == [10.0, 30.0]
+    sample(tiny_pipeline_run, "--num-samples", "2", "--timestep-respacing", "ddim5", "--lambda-min=-inf",
+           "--out", str(tmp_path / "all"))
+    assert json.loads((tmp_path / "all" / "info.json").read_text())["lambda_min"] is None  # every step: JSON null
     for text, message in (("600", "'600' is not LO,HI"), ("600,100", "need 0 <= LO <= HI")):
         bad = sample(tiny_pipeline_run, "--guidance-interval", text, check=False)
         assert bad.returncode == 2 and message in bad.stderr
