@@ -129,6 +129,10 @@ class DiffusionConfig(ConfigMixin):
 # (5,000 samples, dpmpp 20: guidance 1.75 / 2 / 2.25 / 2.5 / 3 -> FID 0.85 / 0.67 / 0.61 / 0.61 / 0.74, class
 # accuracy 0.89 / 0.92 / 0.93 / 0.94 / 0.96 against 0.89 for real images; docs/benchmarks.md).
 DEFAULT_GUIDANCE_SCALE = 2.25
+# With a guide model (autoguidance, Karras et al. 2024) the two kinds of guidance add up: classifier-free guidance at
+# DEFAULT_GUIDANCE_SCALE_WITH_GUIDE plus autoguidance at DEFAULT_GUIDE_SCALE (docs/benchmarks.md, "Eleventh session").
+DEFAULT_GUIDANCE_SCALE_WITH_GUIDE = 2.0
+DEFAULT_GUIDE_SCALE = 1.2
 
 # Fashion-MNIST latents: 32x32x1 images through the f=4, z=8 VAE -> 8x8x8 (training takes in_channels from the
 # latents, so a z=4 VAE works as well). Widths chosen with pipelines/bench_unet.py
@@ -153,6 +157,14 @@ PRESETS: dict[str, tuple[UNetConfig, DiffusionConfig]] = {
         DiffusionConfig(diffusion_steps=1000, noise_schedule="cosine"),
     ),
 }
+
+
+def guide_unet(unet: UNetConfig) -> UNetConfig:
+    """The autoguidance model of `unet` (Karras et al. 2024): the same U-Net at half the width with one ResBlock per
+    level, trained for a fraction of the steps (`GUIDE_TRAINING`). Its errors are a larger version of the main
+    model's, which is what the guidance extrapolates away from: on the Fashion-MNIST latents an early checkpoint of
+    the main model itself guided worse (docs/benchmarks.md, "Eleventh session")."""
+    return unet.replace(num_channels=max(unet.num_channels // 2, 1), num_res_blocks=1)
 
 
 def preset(name: str) -> tuple[UNetConfig, DiffusionConfig]:

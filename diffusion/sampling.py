@@ -13,7 +13,7 @@ import torch
 
 from diffusion.config import DiffusionConfig, UNetConfig
 from diffusion.factory import create_classifier, create_gaussian_diffusion, create_model
-from diffusion.guidance import ClassifierFreeGuidance, classifier_cond_fn
+from diffusion.guidance import Guidance, classifier_cond_fn
 from diffusion.nn import to_preferred_format
 from diffusion.respace import DEFAULT_LAMBDA_MIN
 from diffusion.training import checkpoint as ckpt
@@ -44,6 +44,9 @@ def find_checkpoint(path: str | os.PathLike, trainer: str) -> Path:
     path = Path(path)
     if (path / "meta.json").is_file():
         return path
+    if path.name.startswith("step_") and not path.exists():  # a mistyped checkpoint folder
+        there = [p.name for p in ckpt.list_checkpoints(path.parent)]
+        raise FileNotFoundError(f"no checkpoint folder {path}; {path.parent} holds {there or 'none'}")
     found = ckpt.latest_checkpoint(path)
     if found is None:
         raise FileNotFoundError(f"no checkpoint in {path}: train one first with `python pipelines/{trainer}.py "
@@ -105,15 +108,39 @@ def make_labels(num_samples: int, unet: UNetConfig, class_label: int | None = No
 
 
 def guided_model(loaded: LoadedCheckpoint, guidance_scale: float,
-                 guidance_interval: tuple[float, float] | None = None) -> torch.nn.Module:
-    """The U-Net, wrapped for classifier-free guidance (only at timesteps in `guidance_interval`, when given) when the
-    scale is not 1."""
-    if guidance_scale == 1.0:
+                 guidance_interval: tuple[float, float] | None = None, guide: LoadedCheckpoint | None = None,
+                 guide_scale: float = 1.0) -> torch.nn.Module:
+    """The U-Net, wrapped for classifier-free guidance at `guidance_scale` and autoguidance by the weaker model
+    `guide` at `guide_scale` (only at timesteps in `guidance_interval`, when given); unwrapped when both are 1."""
+    cfg = guidance_scale != 1.0
+    auto = guide is not None and guide_scale != 1.0
+    if not (cfg or auto):
         return loaded.model
-    if loaded.unet.null_label is None:
+    if cfg and loaded.unet.null_label is None:
         raise ValueError(f"--guidance-scale {guidance_scale} needs a model trained with a null class "
                          "(class-conditional, --cfg-dropout > 0); this one has none: use --guidance-scale 1")
-    return ClassifierFreeGuidance(loaded.model, guidance_scale, loaded.unet.null_label, guidance_interval)
+    if auto:
+        check_guide(loaded, guide)
+    return Guidance(loaded.model, guidance_scale, loaded.unet.null_label if cfg else None,
+                    guide.model if auto else None, guide_scale, guidance_interval)
+
+
+def check_guide(loaded: LoadedCheckpoint, guide: LoadedCheckpoint) -> None:
+    """Autoguidance compares two models' predictions of the same quantity on the same data: they must agree on the
+    input shape, the classes, the noise schedule, the parameterisation and (latent models) the latents' scaling."""
+    def facts(c: LoadedCheckpoint) -> dict[str, Any]:
+        u, d, data = c.unet, c.diffusion, c.config.get("data", {})
+        return {"input (channels, size)": (u.in_channels, u.image_size),
+                "classes": u.num_classes if u.class_cond else None,
+                "noise schedule": (d.noise_schedule, d.diffusion_steps),
+                "prediction": "x0" if d.predict_xstart else "v" if d.predict_v else "eps",
+                "rescale_timesteps": d.rescale_timesteps,
+                "data": (data.get("kind"), data.get("latent_norm"), data.get("scale_factor"))}
+    ours, theirs = facts(loaded), facts(guide)
+    differ = [f"{k}: {ours[k]} vs {theirs[k]}" for k in ours if ours[k] != theirs[k]]
+    if differ:
+        raise ValueError(f"the guide model {guide.path} does not match {loaded.path} (" + "; ".join(differ) +
+                         "): train the guide on the same latents with the same diffusion settings")
 
 
 def classifier_guidance(classifier: LoadedCheckpoint, scale: float, unet: UNetConfig):
@@ -133,18 +160,21 @@ def generate(loaded: LoadedCheckpoint, *, num_samples: int, batch_size: int, sam
              timestep_respacing: str | None = None, eta: float = 0.0, labels: torch.Tensor | None = None,
              guidance_scale: float = 1.0, guidance_interval: tuple[float, float] | None = None, cond_fn=None,
              clip_denoised: bool = False, seed: int | None = 0, device: torch.device | str = "cpu",
-             progress: bool = True, lambda_min: float = DEFAULT_LAMBDA_MIN) -> Iterator[tuple[torch.Tensor, Any]]:
+             progress: bool = True, lambda_min: float = DEFAULT_LAMBDA_MIN,
+             guide: LoadedCheckpoint | None = None, guide_scale: float = 1.0) -> Iterator[tuple[torch.Tensor, Any]]:
     """Yield (samples [B, C, H, W], labels [B] or None) batch by batch; the same seed gives the same samples.
 
     lambda_min: the respacing covers only the timesteps with log-SNR >= lambda_min (respace.DEFAULT_LAMBDA_MIN:
-    every step of the linear schedule, all but the last few of the cosine one; -inf: all, as the reference)."""
+    every step of the linear schedule, all but the last few of the cosine one; -inf: all, as the reference).
+    guide: a weaker model of the same task for autoguidance at `guide_scale`, on top of classifier-free guidance at
+    `guidance_scale`."""
     if sampler not in DEFAULT_RESPACING:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(DEFAULT_RESPACING)}")
     respacing = DEFAULT_RESPACING[sampler] if timestep_respacing is None else timestep_respacing
     unet = loaded.unet
     process = create_gaussian_diffusion(loaded.diffusion.replace(timestep_respacing=respacing), unet.learn_sigma,
                                         lambda_min=lambda_min)
-    model = guided_model(loaded, guidance_scale, guidance_interval)
+    model = guided_model(loaded, guidance_scale, guidance_interval, guide, guide_scale)
     generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)

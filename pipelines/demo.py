@@ -1,9 +1,9 @@
 """The main job on the embedded default (Fashion-MNIST): a 10x10 grid of class-conditional samples.
 
-By default it samples from the trained run shipped in the repository (pretrained/fmnist: the ONNX decoder and
-the EMA U-Net), which takes seconds. With --train it reproduces that run from scratch in --run, stage by stage
-(VAE, encode, export, diffusion), each stage in its own process; a stage already complete is skipped when the
-command is rerun, and an interrupted stage resumes from its last checkpoint.
+By default it samples from the trained run shipped in the repository (pretrained/fmnist: the ONNX decoder, the EMA
+U-Net and the small U-Net that guides it), which takes seconds. With --train it reproduces that run from scratch in
+--run, stage by stage (VAE, encode, export, diffusion, guide), each stage in its own process; a stage already
+complete is skipped when the command is rerun, and an interrupted stage resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from diffusion.config import DEFAULT_GUIDANCE_SCALE
+from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE
 from pipelines.cli import make_parser
 from runfs import RunPaths, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained" / "fmnist"
-# DPM-Solver++ 2M, 20 trailing steps, guidance 2.25: the best measured FID (docs/benchmarks.md, "Quality").
+# DPM-Solver++ 2M, 20 trailing steps, with sample.py's default guidance (classifier-free 2 plus autoguidance 1.2 by
+# the run's guide): the best measured FID (docs/benchmarks.md, "Quality").
 GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "dpmpp", "--timestep-respacing", "trailing20"]
 
 
@@ -28,7 +29,9 @@ GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "dpmpp", "--
 # export 14 s, sample 9 s, the VAE's final evaluation and the process start-ups: 2.7 minutes measured on an
 # AVX512-BF16 EPYC; docs/benchmarks.md).
 BUDGET_MINUTES = 30.0
-OTHER_STAGES_MINUTES = 2.75
+# The autoguidance model (`train_diffusion.py --guide`: 800 steps of a half-width U-Net): 1.8 minutes on the EPYC.
+GUIDE_MINUTES = 2.0
+OTHER_STAGES_MINUTES = 2.75 + GUIDE_MINUTES
 # The full training loop (data draws, EMA, logging, checkpoints) over the probe's bare steps: 1.09x on an AMX Xeon,
 # 0.98-1.2x on an AVX512-BF16 EPYC, where 15-step probes themselves vary by ~15%. The plan takes the probe as it is
 # and favours the VAE (its minutes buy more than the last diffusion steps); the diffusion stage's own time limit
@@ -82,21 +85,30 @@ def stages(run: RunPaths, args) -> list[tuple[str, list[str], Path]]:
     vae_flags = [] if vae_done.exists() else ["--max-train-minutes", str(demo_vae_minutes(run))]
     if (run.vae / "checkpoint").exists():
         vae_flags.append("--resume")
-    sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, "--guidance-scale", str(args.guidance_scale)]
+    sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, *guidance_flags(args)]
     return [
         ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *vae_flags], vae_done),
         ("encode", ["pipelines/encode.py", "--run", str(run.root)], run.latents / "meta.json"),
         ("export", ["pipelines/export.py", "--run", str(run.root)], run.bridge / "bridge.json"),
         ("diffusion", ["pipelines/train_diffusion.py", "--run", str(run.root)], run.root / ".done" / "diffusion"),
+        ("guide", ["pipelines/train_diffusion.py", "--run", str(run.root), "--guide"], run.root / ".done" / "guide"),
         ("sample", sample, run.samples / "grid.png"),
     ]
 
 
-def diffusion_minutes_left(started: float, now: float | None = None) -> float:
-    """What this invocation's 30 minutes leave the diffusion stage (started: its time.perf_counter() at launch), less
-    the sample stage's share; at least one minute, so that a slow machine still gets a model (and is told so)."""
+def guidance_flags(args) -> list[str]:
+    """sample.py's guidance flags: the user's scale, or none for sample.py's defaults (which depend on the guide)."""
+    return [] if args.guidance_scale is None else ["--guidance-scale", str(args.guidance_scale)]
+
+
+def minutes_left(stage: str, started: float, now: float | None = None) -> float:
+    """What this invocation's 30 minutes leave a training stage (started: its time.perf_counter() at launch), less
+    the shares of the stages after it (the guide's and the sample stage's for the diffusion stage, the sample
+    stage's for the guide); at least one minute (half a minute for the guide), so that a slow machine still gets a
+    model (and is told so)."""
     used = ((time.perf_counter() if now is None else now) - started) / 60
-    return round(max(BUDGET_MINUTES - used - SAMPLE_MINUTES, 1.0), 2)
+    after, least = {"diffusion": (SAMPLE_MINUTES + GUIDE_MINUTES, 1.0), "guide": (SAMPLE_MINUTES, 0.5)}[stage]
+    return round(max(BUDGET_MINUTES - used - after, least), 2)
 
 
 def run_stage(name: str, command: list[str], marker: Path, force: bool) -> float | None:
@@ -121,17 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="train every stage from scratch instead of sampling "
                         "from the shipped run")
     parser.add_argument("--pretrained", default=str(PRETRAINED), help="the shipped run to sample from")
-    parser.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE_SCALE,
-                        help="classifier-free guidance scale")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance scale (default: sample.py's: "
+                             f"{DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} with the run's autoguidance model, "
+                             f"{DEFAULT_GUIDANCE_SCALE} without)")
     args = parser.parse_args(argv)
     run = RunPaths(args.run)
     timings: dict[str, float | None] = {}
     if args.train:
         started = time.perf_counter()
         for name, command, marker in stages(run, args):
-            if name == "diffusion" and not marker.exists():
+            if name in ("diffusion", "guide") and not marker.exists():
                 # The preset's steps, or fewer where the budget runs out first (the plan above was an estimate).
-                command = [*command, "--max-train-minutes", str(diffusion_minutes_left(started))]
+                command = [*command, "--max-train-minutes", str(minutes_left(name, started))]
             timings[name] = run_stage(name, command, marker, force=name == "sample")  # sampling is seconds: redo
     else:
         pretrained = Path(args.pretrained)
@@ -139,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"no shipped run at {pretrained} (bridge/bridge.json missing): train one with "
                              f"`python pipelines/demo.py --train` (make demo-train)")
         command = ["pipelines/sample.py", "--run", str(pretrained), "--out", str(run.samples), *GRID,
-                   "--guidance-scale", str(args.guidance_scale)]
+                   *guidance_flags(args)]
         timings["sample"] = run_stage("sample", command, run.samples / "grid.png", force=True)
     total = sum(t for t in timings.values() if t)
     print("\nstage times: " + ", ".join(f"{k} {'skipped' if v is None else f'{v:.1f} s'}"

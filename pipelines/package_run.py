@@ -1,8 +1,9 @@
 """Pack a trained run into a small, self-contained folder for sampling (what pretrained/fmnist ships).
 
-Copies the ONNX decoder and encoder with bridge.json, and from the newest diffusion checkpoint its config.json,
-meta.json and ONE set of EMA weights (optionally in float16: half the size; the U-Net computes in float32), plus
-the VAE's config and metrics and the latents' meta.json as provenance.
+Copies the ONNX decoder and encoder with bridge.json, and from the newest diffusion checkpoint (and the newest guide
+checkpoint for autoguidance, when the run has one) its config.json, meta.json and ONE set of EMA weights (optionally
+in float16: half the size; the U-Net computes in float32), plus the VAE's config and metrics and the latents'
+meta.json as provenance.
 `python pipelines/sample.py --run OUT` then works as on the full run. Written atomically.
 
     python pipelines/package_run.py --run runs/demo-train --out pretrained/fmnist --fp16
@@ -30,28 +31,36 @@ PROVENANCE = {"vae_config.json": "vae/config.json", "vae_metrics.json": "vae/met
 def package(run: RunPaths, out: Path, ema: str | None, fp16: bool) -> int:
     """Returns the packed size in bytes."""
     source = find_checkpoint(run.diffusion, "train_diffusion")
-    rates = read_json(source / "meta.json")["ema_rates"]
-    rate = ema or str(rates[0])
-    weights = ckpt.load_weights(source / f"ema_{rate}.safetensors")
-    if fp16:
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    guide = ckpt.latest_checkpoint(run.guide)  # the autoguidance model, when the run has one
     with atomic_dir(out) as tmp:
         (tmp / "bridge").mkdir()
         spec = read_json(run.bridge / "bridge.json")
         for part in ("decoder", "encoder"):
             shutil.copy2(run.bridge / spec[part]["file"], tmp / "bridge" / spec[part]["file"])
         write_json(tmp / "bridge" / "bridge.json", spec)
-        step_dir = tmp / "diffusion" / source.name
-        step_dir.mkdir(parents=True)
-        shutil.copy2(source / "config.json", step_dir / "config.json")
-        meta = read_json(source / "meta.json")
-        write_json(step_dir / "meta.json", {**meta, "ema_rates": [float(rate)], "packed_from": str(source),
-                                            "weights_dtype": "float16" if fp16 else "float32"})
-        save_file({k: v.contiguous() for k, v in weights.items()}, step_dir / f"ema_{rate}.safetensors")
+        pack_checkpoint(source, tmp / "diffusion", ema, fp16)
+        if guide is not None:
+            pack_checkpoint(guide, tmp / "guide", None, fp16)
         for name, provenance in PROVENANCE.items():  # how the VAE and the latents were made (not needed to sample)
             if (run.root / provenance).is_file():
                 shutil.copy2(run.root / provenance, tmp / name)
     return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def pack_checkpoint(source: Path, root: Path, ema: str | None, fp16: bool) -> None:
+    """root/<source's step folder>: config.json, meta.json and one EMA rate's weights (default: the first)."""
+    rates = read_json(source / "meta.json")["ema_rates"]
+    rate = ema or str(rates[0])
+    weights = ckpt.load_weights(source / f"ema_{rate}.safetensors")
+    if fp16:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    step_dir = root / source.name
+    step_dir.mkdir(parents=True)
+    shutil.copy2(source / "config.json", step_dir / "config.json")
+    meta = read_json(source / "meta.json")
+    write_json(step_dir / "meta.json", {**meta, "ema_rates": [float(rate)], "packed_from": str(source),
+                                        "weights_dtype": "float16" if fp16 else "float32"})
+    save_file({k: v.contiguous() for k, v in weights.items()}, step_dir / f"ema_{rate}.safetensors")
 
 
 def main(argv: list[str] | None = None) -> int:

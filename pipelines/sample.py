@@ -15,16 +15,18 @@ import time
 import numpy as np
 import torch
 
-from diffusion.config import DEFAULT_GUIDANCE_SCALE
+from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, DEFAULT_GUIDE_SCALE
 from diffusion.respace import DEFAULT_LAMBDA_MIN
 from diffusion.sampling import (
     DEFAULT_RESPACING,
+    check_guide,
     classifier_guidance,
     generate,
     load_classifier_checkpoint,
     load_diffusion_checkpoint,
     make_labels,
 )
+from diffusion.training.checkpoint import latest_checkpoint
 from diffusion.training.distributed import pick_device
 from pipelines.cli import make_parser
 from pipelines.sample_output import save_samples
@@ -51,10 +53,19 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="classifier-free guidance scale (1: none; default "
-                        f"{DEFAULT_GUIDANCE_SCALE} for models with a null class, else 1)")
+                        f"{DEFAULT_GUIDANCE_SCALE} for models with a null class, {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} "
+                        "with a guide, else 1)")
     p.add_argument("--guidance-interval", default=None, type=_interval, metavar="LO,HI",
                    help="apply the guidance only at timesteps LO..HI of the model's T (e.g. 100,600 of 1000), "
                         "the conditional output elsewhere (default: at every step)")
+    p.add_argument("--guide", default="auto", metavar="CHECKPOINT",
+                   help="autoguidance (Karras et al. 2024) by a weaker model of the same latents: a checkpoint "
+                        "folder or a checkpoint root; 'auto' (default): DIR/guide when the run has one; 'none': off")
+    p.add_argument("--guide-scale", type=float, default=None,
+                   help=f"autoguidance scale (1: none; default {DEFAULT_GUIDE_SCALE} when there is a guide); it adds "
+                        "to the classifier-free guidance, whose default is then "
+                        f"{DEFAULT_GUIDANCE_SCALE_WITH_GUIDE}")
+    p.add_argument("--guide-ema", default="auto", help="the guide's EMA rate, 'auto' or 'none'")
     p.add_argument("--classifier-scale", type=float, default=0.0,
                    help="classifier guidance with the classifier in DIR/classifier (0: off)")
     p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
@@ -93,9 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                                  "latents; re-export the bridge of the VAE that made them, or pick the right --run")
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
+        guide = load_guide(args, run, loaded, device)
         guidance = args.guidance_scale
         if guidance is None:
-            guidance = DEFAULT_GUIDANCE_SCALE if unet.null_class else 1.0
+            guidance = DEFAULT_GUIDANCE_SCALE_WITH_GUIDE if guide else DEFAULT_GUIDANCE_SCALE
+            guidance = guidance if unet.null_class else 1.0
+        guide_scale = (DEFAULT_GUIDE_SCALE if guide else 1.0) if args.guide_scale is None else args.guide_scale
+        if guide_scale != 1.0 and guide is None:
+            raise ValueError(f"--guide-scale {guide_scale} needs a guide model: {args.guide!r} gives none "
+                             "(train one with `python pipelines/train_diffusion.py --run DIR --guide`, or pass "
+                             "--guide CHECKPOINT)")
         cond_fn = None
         if args.classifier_scale:
             classifier = load_classifier_checkpoint(run.root / ("pixel_classifier" if args.pixels else "classifier"),
@@ -110,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                        timestep_respacing=args.timestep_respacing, eta=args.eta, labels=labels,
                        guidance_scale=guidance, guidance_interval=args.guidance_interval, cond_fn=cond_fn,
                        clip_denoised=args.pixels, seed=args.seed, device=device, progress=not args.no_progress,
-                       lambda_min=args.lambda_min)
+                       lambda_min=args.lambda_min, guide=guide, guide_scale=guide_scale)
     tick = time.perf_counter()
     for x, y in batches:
         _sync(device)
@@ -129,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler],
             "lambda_min": args.lambda_min if np.isfinite(args.lambda_min) else None, "eta": args.eta,
             "guidance_scale": guidance, "guidance_interval": args.guidance_interval,
+            "guide": None if guide is None else str(guide.path), "guide_weights": getattr(guide, "weights", None),
+            "guide_scale": guide_scale,
             "classifier_scale": args.classifier_scale, "seed": args.seed,
             "device": str(device), "decoder_provider": getattr(decoder, "provider", None),
             "decode_bound_from_device_memory": getattr(decoder, "bound_from_device_memory", None),
@@ -141,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or str(device)}) "
           f"-> {out}")
     return 0
+
+
+def load_guide(args, run: RunPaths, loaded, device):
+    """The autoguidance model: --guide's checkpoint, RUN/guide for 'auto' when it holds one, or None."""
+    if args.guide == "none" or (args.guide == "auto" and (args.pixels or latest_checkpoint(run.guide) is None)):
+        return None
+    guide = load_diffusion_checkpoint(run.guide if args.guide == "auto" else args.guide, ema=args.guide_ema,
+                                      device=device)
+    check_guide(loaded, guide)
+    return guide
 
 
 def _interval(text: str) -> tuple[float, float]:

@@ -4,6 +4,8 @@ Reads DIR/latents/ (every step draws fresh latents from the stored posterior, me
 stored scale factor) and writes checkpoint folders DIR/diffusion/step_NNNNNNN/ (config.json, model.safetensors,
 ema_RATE.safetensors, optimizer and RNG state, meta.json) and DIR/diffusion/log.csv (loss per quarter of the
 timestep range). Rerunning the same command resumes from the newest complete checkpoint; Ctrl-C saves and exits.
+With --guide it trains the run's autoguidance model into DIR/guide instead (a smaller, shorter-trained U-Net that
+sample.py guides the main model away from).
 Data-parallel: torchrun --nproc_per_node N pipelines/train_diffusion.py --run-dir DIR ... (torchrun takes
 `--run` for its own --run-path, hence the --run-dir spelling).
 Torch only: this process never imports TensorFlow.
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from diffusion.config import PRESETS, DiffusionConfig, UNetConfig
+from diffusion.config import PRESETS, DiffusionConfig, UNetConfig, guide_unet
 from diffusion.training import TRAIN_PRESETS, TrainConfig
+from diffusion.training.config import GUIDE_TRAINING
 from diffusion.training.session import build_training
 from pipelines.cli import add_config_args, add_training_args, apply_args, make_parser, run_training
 from pipelines.train_data import load_train_data
@@ -28,6 +31,9 @@ def parse_args(argv: list[str] | None = None):
                         help="model/diffusion/training preset (default: fmnist-latent, or fmnist-pixel with --pixels)")
     parser.add_argument("--resume", action="store_true",
                         help="insist on a checkpoint to continue from (rerunning the same command resumes anyway)")
+    parser.add_argument("--guide", action="store_true",
+                        help="train the run's autoguidance model instead (DIR/guide: the preset's U-Net at half the "
+                             "width with one ResBlock per level, 800 steps, EMA 0.99); sample.py then uses it")
     parser.add_argument("--tensorboard", action="store_true", help="also log to DIR/diffusion/tb (needs tensorboard)")
     add_config_args(parser, UNetConfig, "model (guided-diffusion flag names)",
                     presets={name: unet for name, (unet, _) in PRESETS.items()})
@@ -44,13 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     unet_base, diff_base = PRESETS[preset]
     run = RunPaths(args.run)
 
+    train_base = TRAIN_PRESETS.get(preset, TrainConfig())
+    out_dir = run.root / "pixel_diffusion" if args.pixels else run.diffusion
+    if args.guide:
+        if args.pixels:
+            print("error: --guide trains a latent run's guide (DIR/guide); for pixels, train a smaller model in "
+                  "another run folder and pass its checkpoint to sample.py --guide", file=sys.stderr)
+            return 2
+        unet_base, train_base, out_dir = guide_unet(unet_base), train_base.replace(**GUIDE_TRAINING), run.guide
+
     def build():
         unet = apply_args(unet_base, args)
         data = load_train_data(run, args.pixels, args.data, args.limit, unet.image_size, unet.in_channels)
         return build_training(
-            "diffusion", out_dir=run.root / "pixel_diffusion" if args.pixels else run.diffusion, data=data,
+            "diffusion", out_dir=out_dir, data=data,
             unet=unet, diffusion=apply_args(diff_base, args),
-            train=apply_args(TRAIN_PRESETS.get(preset, TrainConfig()), args), device=args.device,
+            train=apply_args(train_base, args), device=args.device,
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
 
     return run_training(build, args.threads)

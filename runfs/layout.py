@@ -34,6 +34,11 @@ class RunPaths:
         return self.root / "diffusion"
 
     @property
+    def guide(self) -> Path:
+        """The autoguidance model's checkpoints: a smaller, shorter-trained U-Net of the same latents."""
+        return self.root / "guide"
+
+    @property
     def classifier(self) -> Path:
         return self.root / "classifier"
 

@@ -1,11 +1,11 @@
-"""Classifier-free guidance wrapper and the classifier-gradient cond_fn."""
+"""Classifier-free guidance and autoguidance wrappers, and the classifier-gradient cond_fn."""
 
 import pytest
 import torch
 from torch import nn
 
 from diffusion import LossType, ModelMeanType, ModelVarType, SpacedDiffusion, get_named_beta_schedule, space_timesteps
-from diffusion.guidance import ClassifierFreeGuidance, classifier_cond_fn
+from diffusion.guidance import AutoGuidance, ClassifierFreeGuidance, Guidance, classifier_cond_fn
 
 
 class ClassModel(nn.Module):
@@ -95,6 +95,53 @@ def test_cfg_samples_through_a_spaced_diffusion_like_the_conditional_model_at_sc
     torch.manual_seed(0)
     plain = d.p_sample_loop(model, (3, 2, 2, 2), **kwargs)
     assert torch.isfinite(guided).all() and torch.equal(guided, plain)
+
+
+@pytest.mark.parametrize("out_channels", [2, 4])
+def test_autoguidance_extrapolates_from_the_guide_with_the_same_labels(out_channels):
+    good, bad = ClassModel(out_channels), ClassModel(out_channels)
+    with torch.no_grad():
+        bad.conv.weight.mul_(0.5)
+        x, t, y = torch.randn(4, 2, 3, 3), torch.arange(4), torch.tensor([0, 1, 2, 1])
+        g, b = good(x, t, y=y), bad(x, t, y=y)
+        good.batches.clear()
+        guided = AutoGuidance(good, bad, 2.5)(x, t, y=y)
+        assert good.batches == [4] and bad.batches[-1] == 4  # one forward each, the same labels, no null class
+        torch.testing.assert_close(guided[:, :2], b[:, :2] + 2.5 * (g[:, :2] - b[:, :2]))
+        assert torch.equal(guided[:, 2:], g[:, 2:])  # a learned variance is the main model's
+        assert torch.equal(AutoGuidance(good, bad, 1.0)(x, t, y=y), g)
+        assert torch.equal(AutoGuidance(good, good, 7.0)(x, t, y=y), g)  # guided by itself: nothing to push from
+
+
+def test_classifier_free_and_autoguidance_add_up():
+    good, bad = ClassModel(4), ClassModel(4)
+    with torch.no_grad():
+        bad.conv.weight.mul_(0.5)
+        x, t, y = torch.randn(4, 2, 3, 3), torch.arange(4), torch.tensor([0, 1, 2, 1])
+        c, u, b = good(x, t, y=y), good(x, t, y=torch.full_like(y, 3)), bad(x, t, y=y)
+        both = Guidance(good, 2.0, null_label=3, guide=bad, guide_scale=1.5)(x, t, y=y)
+        cfg = ClassifierFreeGuidance(good, 2.0, null_label=3)(x, t, y=y)
+        auto = AutoGuidance(good, bad, 1.5)(x, t, y=y)
+    torch.testing.assert_close(both[:, :2], c[:, :2] + 1.0 * (c[:, :2] - u[:, :2]) + 0.5 * (c[:, :2] - b[:, :2]))
+    torch.testing.assert_close(both[:, :2], cfg[:, :2] + auto[:, :2] - c[:, :2])  # each term on its own
+    assert torch.equal(both[:, 2:], c[:, 2:])
+
+
+def test_autoguidance_guides_only_inside_its_interval():
+    good, bad = ClassModel(), ClassModel()
+    with torch.no_grad():
+        bad.conv.weight.mul_(0.5)
+        x, y = torch.randn(4, 2, 3, 3), torch.tensor([0, 1, 2, 1])
+        t = torch.tensor([99, 100, 600, 601])
+        g, b = good(x, t, y=y), bad(x, t, y=y)
+        guided = AutoGuidance(good, bad, 3.0, interval=(100, 600))(x, t, y=y)
+        torch.testing.assert_close(guided[1:3], b[1:3] + 3.0 * (g[1:3] - b[1:3]))
+        assert torch.equal(guided[[0, 3]], g[[0, 3]])
+        bad.batches.clear()
+        assert torch.equal(AutoGuidance(good, bad, 3.0, interval=(0, 50))(x, t, y=y), g)
+        assert bad.batches == []  # outside the interval the guide is not run
+    with pytest.raises(ValueError, match="low end must not exceed the high end"):
+        AutoGuidance(good, bad, 3.0, interval=(800, 0))
 
 
 def test_classifier_cond_fn_is_the_scaled_log_softmax_gradient():

@@ -13,7 +13,7 @@ from runfs import RunPaths, read_json
 
 
 def _commands(root):
-    return {name: command for name, command, _ in stages(RunPaths(root), SimpleNamespace(guidance_scale=3.0))}
+    return {name: command for name, command, _ in stages(RunPaths(root), SimpleNamespace(guidance_scale=None))}
 
 
 def test_the_vae_gets_what_the_measured_diffusion_steps_leave_of_30_minutes(tmp_path):
@@ -41,7 +41,9 @@ def test_vae_stage_gets_the_planned_budget_and_resumes_only_from_a_checkpoint(tm
     assert fresh[-2:] == ["--max-train-minutes", "11.0"] and "--resume" not in fresh
     (tmp_path / "vae" / "checkpoint").mkdir(parents=True)
     assert _commands(tmp_path)["vae"][-1] == "--resume"
-    assert list(_commands(tmp_path)) == ["vae", "encode", "export", "diffusion", "sample"]
+    assert list(_commands(tmp_path)) == ["vae", "encode", "export", "diffusion", "guide", "sample"]
+    assert _commands(tmp_path)["guide"][-1] == "--guide"
+    assert "--guidance-scale" not in _commands(tmp_path)["sample"]  # sample.py's defaults, guide-aware
 
 
 def test_a_complete_vae_stage_needs_no_plan(tmp_path, monkeypatch):
@@ -51,10 +53,12 @@ def test_a_complete_vae_stage_needs_no_plan(tmp_path, monkeypatch):
     assert "--max-train-minutes" not in _commands(tmp_path)["vae"]
 
 
-def test_the_diffusion_stage_gets_the_rest_of_the_budget():
-    left = demo.diffusion_minutes_left(started=100.0, now=100.0 + 10 * 60)
-    assert left == demo.BUDGET_MINUTES - 10 - demo.SAMPLE_MINUTES
-    assert demo.diffusion_minutes_left(started=0.0, now=29.5 * 60) == 1.0  # over budget: a minute, not nothing
+def test_the_diffusion_and_guide_stages_get_the_rest_of_the_budget():
+    left = demo.minutes_left("diffusion", started=100.0, now=100.0 + 10 * 60)
+    assert left == demo.BUDGET_MINUTES - 10 - demo.SAMPLE_MINUTES - demo.GUIDE_MINUTES
+    assert demo.minutes_left("diffusion", started=0.0, now=29.5 * 60) == 1.0  # over budget: a minute, not nothing
+    assert demo.minutes_left("guide", started=0.0, now=25 * 60) == demo.BUDGET_MINUTES - 25 - demo.SAMPLE_MINUTES
+    assert demo.minutes_left("guide", started=0.0, now=29.9 * 60) == 0.5
 
 
 def test_the_step_probe_times_real_training_steps():
@@ -73,9 +77,12 @@ def test_train_hands_the_diffusion_stage_the_rest_of_the_budget(tmp_path, monkey
     monkeypatch.setattr(demo, "diffusion_step_seconds", lambda: 0.30)
     monkeypatch.setattr(demo, "run_stage", lambda name, command, marker, force: seen.setdefault(name, command) and 1.0)
     assert demo.main(["--train", "--run", str(tmp_path)]) == 0
-    flag = seen["diffusion"].index("--max-train-minutes")
-    assert demo.BUDGET_MINUTES - 1 < float(seen["diffusion"][flag + 1]) <= demo.BUDGET_MINUTES - demo.SAMPLE_MINUTES
-    (tmp_path / ".done" / "diffusion").write_text("{}")  # a finished stage is not given a new limit
+    after = {"diffusion": demo.SAMPLE_MINUTES + demo.GUIDE_MINUTES, "guide": demo.SAMPLE_MINUTES}
+    for stage, reserve in after.items():
+        flag = seen[stage].index("--max-train-minutes")
+        assert demo.BUDGET_MINUTES - reserve - 1 < float(seen[stage][flag + 1]) <= demo.BUDGET_MINUTES - reserve
+    for stage in after:  # a finished stage is not given a new limit
+        (tmp_path / ".done" / stage).write_text("{}")
     seen.clear()
     demo.main(["--train", "--run", str(tmp_path)])
-    assert "--max-train-minutes" not in seen["diffusion"]
+    assert "--max-train-minutes" not in seen["diffusion"] and "--max-train-minutes" not in seen["guide"]

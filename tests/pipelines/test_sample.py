@@ -70,6 +70,68 @@ def test_guidance_interval_is_recorded_and_checked(tiny_pipeline_run, tmp_path):
         assert bad.returncode == 2 and message in bad.stderr
 
 
+def worse_guide(run, target):
+    """A deliberately worse guide for `run`'s model: its newest checkpoint with the eps output biased by 0.2."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(next((run / "diffusion").glob("step_*")), target)
+    weights = target / "ema_0.9.safetensors"
+    save_file({k: v + 0.2 if k == "out.2.bias" else v for k, v in load_file(weights).items()}, weights)
+    return target
+
+
+def test_autoguidance_by_the_model_itself_is_the_unguided_model(tiny_pipeline_run, tmp_path):
+    """--guide: bad + s (good - bad) with bad = good is the conditional model at any scale; a guide trained with
+    other diffusion settings is refused with the difference named."""
+    args = ["--num-samples", "4", "--timestep-respacing", "ddim4", "--seed", "2", "--guidance-scale", "1"]
+    sample(tiny_pipeline_run, *args, "--out", str(tmp_path / "plain"))
+    sample(tiny_pipeline_run, *args, "--guide-scale", "3", "--guide", str(tiny_pipeline_run / "diffusion"),
+           "--out", str(tmp_path / "self"))
+    other = worse_guide(tiny_pipeline_run, tmp_path / "other")
+    sample(tiny_pipeline_run, *args, "--guide-scale", "3", "--guide", str(other), "--out", str(tmp_path / "worse"))
+    plain, itself, worse = (np.load(tmp_path / d / "samples_4x16x16x1.npz")["arr_0"]
+                            for d in ("plain", "self", "worse"))
+    np.testing.assert_array_equal(itself, plain)
+    assert np.abs(worse.astype(int) - plain).max() > 10  # a guide that differs moves the samples
+    info = json.loads((tmp_path / "self" / "info.json").read_text())
+    assert info["guide"].endswith("step_0000002") and info["guide_scale"] == 3 and info["guidance_scale"] == 1
+    config = json.loads((other / "config.json").read_text())
+    config["diffusion"]["predict_xstart"] = True
+    (other / "config.json").write_text(json.dumps(config))
+    bad = sample(tiny_pipeline_run, *args, "--guide", str(other), check=False)
+    assert bad.returncode == 2 and "does not match" in bad.stderr and "prediction: eps vs x0" in bad.stderr
+
+
+def test_a_runs_own_guide_is_used_by_default(tiny_pipeline_run, tmp_path):
+    """DIR/guide, when present, guides with the default scales (classifier-free ones lowered to match);
+    --guide none turns it off; --guide-scale without a guide is an error."""
+    import shutil
+
+    from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, DEFAULT_GUIDE_SCALE
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline_run, run)
+    worse_guide(run, run / "guide" / "step_0000001")
+    args = ["--num-samples", "2", "--timestep-respacing", "ddim4"]
+    sample(run, *args, "--out", str(tmp_path / "auto"))
+    info = json.loads((tmp_path / "auto" / "info.json").read_text())
+    assert info["guide"] == str(run / "guide" / "step_0000001")
+    assert (info["guide_scale"], info["guidance_scale"]) == (DEFAULT_GUIDE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE)
+    sample(run, *args, "--guide", "none", "--out", str(tmp_path / "off"))
+    info = json.loads((tmp_path / "off" / "info.json").read_text())
+    assert info["guide"] is None and (info["guide_scale"], info["guidance_scale"]) == (1.0, DEFAULT_GUIDANCE_SCALE)
+    from pipelines.package_run import main as package  # the guide travels with a packed run
+
+    assert package(["--run", str(run), "--out", str(tmp_path / "packed"), "--fp16"]) == 0
+    sample(tmp_path / "packed", *args, "--out", str(tmp_path / "packed_samples"))
+    info = json.loads((tmp_path / "packed_samples" / "info.json").read_text())
+    assert info["guide"] == str(tmp_path / "packed" / "guide" / "step_0000001") and info["guide_scale"] > 1
+    lonely = sample(tiny_pipeline_run, *args, "--guide-scale", "2", check=False)
+    assert lonely.returncode == 2 and "--guide-scale 2.0 needs a guide model" in lonely.stderr
+
+
 def test_user_errors_are_explained(tiny_pipeline_run, tmp_path):
     bad_label = sample(tiny_pipeline_run, "--class-label", "7", check=False)
     assert bad_label.returncode == 2 and "class label(s) [7] out of range" in bad_label.stderr
@@ -77,6 +139,8 @@ def test_user_errors_are_explained(tiny_pipeline_run, tmp_path):
     assert no_ckpt.returncode == 2 and "no checkpoint in" in no_ckpt.stderr and "train_diffusion.py" in no_ckpt.stderr
     no_classifier = sample(tiny_pipeline_run, "--classifier-scale", "1", check=False)
     assert no_classifier.returncode == 2 and "train_classifier.py" in no_classifier.stderr
+    typo = sample(tiny_pipeline_run, "--checkpoint", str(tiny_pipeline_run / "diffusion" / "step_0002"), check=False)
+    assert typo.returncode == 2 and "no checkpoint folder" in typo.stderr and "holds ['step_0000002']" in typo.stderr
     bad_ema = sample(tiny_pipeline_run, "--ema", "0.5", check=False)
     assert bad_ema.returncode == 2 and "no EMA weights for rate 0.5; available: ['0.9']" in bad_ema.stderr
 

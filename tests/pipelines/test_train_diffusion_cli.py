@@ -101,6 +101,25 @@ def test_threads_flag_sets_torch_threads_and_rejects_zero(run_dir, monkeypatch):
     assert calls == [1]
 
 
+def test_guide_flag_trains_the_smaller_guide_into_its_own_folder(run_dir, capsys):
+    import json
+
+    from diffusion.config import PRESETS
+    from pipelines.train_diffusion import main
+
+    common = ["--run", str(run_dir), "--diffusion-steps", "50", "--batch-size", "8", "--no-progress", "--device",
+              "cpu", "--max-steps", "2"]
+    assert main([*common, "--guide"]) == 0
+    assert not (run_dir / "diffusion").exists()  # the main model's folder is untouched
+    config = json.loads((run_dir / "guide" / "step_0000002" / "config.json").read_text())
+    unet = PRESETS["fmnist-latent"][0]
+    assert (config["model"]["num_channels"], config["model"]["num_res_blocks"]) == (unet.num_channels // 2, 1)
+    assert config["train"]["ema_rate"] == "0.99"  # GUIDE_TRAINING over the preset; --max-steps still wins
+    assert (run_dir / "guide" / "step_0000002" / "ema_0.99.safetensors").is_file()
+    assert main([*common, "--guide", "--pixels"]) == 2
+    assert "--guide trains a latent run's guide" in capsys.readouterr().err
+
+
 def test_help_shows_the_values_each_preset_trains_with(script_help):
     """--help names what a run really gets (the preset's value), not the config dataclass's own default."""
     from diffusion.config import PRESETS
