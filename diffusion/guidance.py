@@ -61,7 +61,7 @@ class Guidance(nn.Module):
             return torch.where(inside, value, 1.0).view(n, *([1] * (x.dim() - 1)))
 
         if self.null_label is None:
-            out = cond = self.model(x, t, y=y, **kwargs)
+            cond = self.model(x, t, y=y, **kwargs)
             mean = cond[:, :c]
         else:
             # Other per-example tensors are duplicated along the batch like x; anything else passes unchanged.

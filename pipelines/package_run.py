@@ -49,15 +49,14 @@ def package(run: RunPaths, out: Path, ema: str | None, fp16: bool) -> int:
 
 def pack_checkpoint(source: Path, root: Path, ema: str | None, fp16: bool) -> None:
     """root/<source's step folder>: config.json, meta.json and one EMA rate's weights (default: the first)."""
-    rates = read_json(source / "meta.json")["ema_rates"]
-    rate = ema or str(rates[0])
+    meta = read_json(source / "meta.json")
+    rate = ema or str(meta["ema_rates"][0])
     weights = ckpt.load_weights(source / f"ema_{rate}.safetensors")
     if fp16:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     step_dir = root / source.name
     step_dir.mkdir(parents=True)
     shutil.copy2(source / "config.json", step_dir / "config.json")
-    meta = read_json(source / "meta.json")
     write_json(step_dir / "meta.json", {**meta, "ema_rates": [float(rate)], "packed_from": str(source),
                                         "weights_dtype": "float16" if fp16 else "float32"})
     save_file({k: v.contiguous() for k, v in weights.items()}, step_dir / f"ema_{rate}.safetensors")
