@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                         "from the shipped run")
     parser.add_argument("--pretrained", default=str(PRETRAINED), help="the shipped run to sample from")
     parser.add_argument("--guidance-scale", type=float, default=None,
-                        help="classifier-free guidance scale (default: sample.py's: "
+                        help="classifier-free guidance scale (default: sample.py's: the run's guidance.json when "
+                             "pipelines/tune_guidance.py wrote one, else "
                              f"{DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} with the run's autoguidance model, "
                              f"{DEFAULT_GUIDANCE_SCALE} without)")
     args = parser.parse_args(argv)

@@ -2,8 +2,8 @@
 
 Copies the ONNX decoder and encoder with bridge.json, and from the newest diffusion checkpoint (and the newest guide
 checkpoint for autoguidance, when the run has one) its config.json, meta.json and ONE set of EMA weights (optionally
-in float16: half the size; the U-Net computes in float32), plus the VAE's config and metrics and the latents'
-meta.json as provenance.
+in float16: half the size; the U-Net computes in float32), the run's tuned guidance scales (guidance.json, when
+pipelines/tune_guidance.py wrote one), plus the VAE's config and metrics and the latents' meta.json as provenance.
 `python pipelines/sample.py --run OUT` then works as on the full run. Written atomically.
 
     python pipelines/package_run.py --run runs/demo-train --out pretrained/fmnist --fp16
@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from diffusion.sampling import find_checkpoint
 from diffusion.training import checkpoint as ckpt
+from diffusion.tuned_guidance import GUIDANCE_FILE
 from pipelines.cli import make_parser
 from runfs import RunPaths, atomic_dir, read_json, write_json
 
@@ -41,6 +42,8 @@ def package(run: RunPaths, out: Path, ema: str | None, fp16: bool) -> int:
         pack_checkpoint(source, tmp / "diffusion", ema, fp16)
         if guide is not None:
             pack_checkpoint(guide, tmp / "guide", None, fp16)
+        if (run.root / GUIDANCE_FILE).is_file():  # sample.py's defaults for this model (same checkpoint names)
+            shutil.copy2(run.root / GUIDANCE_FILE, tmp / GUIDANCE_FILE)
         for name, provenance in PROVENANCE.items():  # how the VAE and the latents were made (not needed to sample)
             if (run.root / provenance).is_file():
                 shutil.copy2(run.root / provenance, tmp / name)

@@ -28,6 +28,7 @@ from diffusion.sampling import (
 )
 from diffusion.training.checkpoint import latest_checkpoint
 from diffusion.training.distributed import pick_device
+from diffusion.tuned_guidance import GUIDANCE_FILE, resolve_guidance
 from pipelines.cli import make_parser
 from pipelines.sample_output import save_samples
 from runfs import RunPaths
@@ -52,7 +53,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--class-label", type=int, default=None, help="sample this class only")
     p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
     p.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance scale (1: none; default "
+                   help=f"classifier-free guidance scale (1: none; default: the run's {GUIDANCE_FILE} when "
+                        "pipelines/tune_guidance.py wrote one, else "
                         f"{DEFAULT_GUIDANCE_SCALE} for models with a null class, {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} "
                         "with a guide, else 1)")
     p.add_argument("--guidance-interval", default=None, type=_interval, metavar="LO,HI",
@@ -62,9 +64,9 @@ def parse_args(argv: list[str] | None = None):
                    help="autoguidance (Karras et al. 2024) by a weaker model of the same latents: a checkpoint "
                         "folder or a checkpoint root; 'auto' (default): DIR/guide when the run has one; 'none': off")
     p.add_argument("--guide-scale", type=float, default=None,
-                   help=f"autoguidance scale (1: none; default {DEFAULT_GUIDE_SCALE} when there is a guide); it adds "
-                        "to the classifier-free guidance, whose default is then "
-                        f"{DEFAULT_GUIDANCE_SCALE_WITH_GUIDE}")
+                   help=f"autoguidance scale (1: none; default: the run's {GUIDANCE_FILE}, else "
+                        f"{DEFAULT_GUIDE_SCALE} when there is a guide); it adds to the classifier-free guidance, "
+                        f"whose built-in default is then {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE}")
     p.add_argument("--guide-ema", default="auto", help="the guide's EMA rate, 'auto' or 'none'")
     p.add_argument("--classifier-scale", type=float, default=0.0,
                    help="classifier guidance with the classifier in DIR/classifier (0: off)")
@@ -105,13 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
         guide = load_guide(args, run, loaded, device)
-        guidance = args.guidance_scale
-        if guidance is None:
-            guidance = DEFAULT_GUIDANCE_SCALE_WITH_GUIDE if guide else DEFAULT_GUIDANCE_SCALE
-            guidance = guidance if unet.null_class else 1.0
-        guide_scale = (DEFAULT_GUIDE_SCALE if guide else 1.0) if args.guide_scale is None else args.guide_scale
-        if guide_scale != 1.0 and guide is None:
-            raise ValueError(f"--guide-scale {guide_scale} needs a guide model: {args.guide!r} gives none "
+        if args.guide_scale not in (None, 1.0) and guide is None:
+            raise ValueError(f"--guide-scale {args.guide_scale} needs a guide model: {args.guide!r} gives none "
                              "(train one with `python pipelines/train_diffusion.py --run DIR --guide`, or pass "
                              "--guide CHECKPOINT)")
         cond_fn = None
@@ -119,34 +116,25 @@ def main(argv: list[str] | None = None) -> int:
             classifier = load_classifier_checkpoint(run.root / ("pixel_classifier" if args.pixels else "classifier"),
                                                     device)
             cond_fn = classifier_guidance(classifier, args.classifier_scale, unet)
+        choice = resolve_guidance(run.root, loaded.path.name, None if guide is None else guide.path.name,
+                                  unet.null_class, args.guidance_scale, args.guide_scale)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if choice.note:
+        print(f"note: {choice.note}", file=sys.stderr)
+    guidance, guide_scale = choice.guidance_scale, choice.guide_scale
     ready = time.perf_counter()
-    chunks, label_chunks, unet_s, decode_s = [], [], 0.0, 0.0
-    batches = generate(loaded, num_samples=args.num_samples, batch_size=args.batch_size, sampler=args.sampler,
-                       timestep_respacing=args.timestep_respacing, eta=args.eta, labels=labels,
-                       guidance_scale=guidance, guidance_interval=args.guidance_interval, cond_fn=cond_fn,
-                       clip_denoised=args.pixels, seed=args.seed, device=device, progress=not args.no_progress,
-                       lambda_min=args.lambda_min, guide=guide, guide_scale=guide_scale)
-    tick = time.perf_counter()
-    for x, y in batches:
-        _sync(device)
-        unet_s += time.perf_counter() - tick
-        tick = time.perf_counter()
-        images = decoder.decode(x) if decoder is not None else x.permute(0, 2, 3, 1)  # NHWC in [-1, 1]
-        _sync(device)
-        decode_s += time.perf_counter() - tick
-        chunks.append(images.float().cpu().numpy())
-        label_chunks.append(None if y is None else y.cpu().numpy())
-        tick = time.perf_counter()
-    images = np.concatenate(chunks)
-    labels_np = None if labels is None else np.concatenate(label_chunks)
+    images, labels_np, unet_s, decode_s = sample_images(
+        loaded, decoder, device, num_samples=args.num_samples, batch_size=args.batch_size, sampler=args.sampler,
+        timestep_respacing=args.timestep_respacing, eta=args.eta, labels=labels, guidance_scale=guidance,
+        guidance_interval=args.guidance_interval, cond_fn=cond_fn, clip_denoised=args.pixels, seed=args.seed,
+        progress=not args.no_progress, lambda_min=args.lambda_min, guide=guide, guide_scale=guide_scale)
     info = {"checkpoint": str(loaded.path), "weights": loaded.weights, "backend": args.backend,
             "sampler": args.sampler,
             "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler],
             "lambda_min": args.lambda_min if np.isfinite(args.lambda_min) else None, "eta": args.eta,
-            "guidance_scale": guidance, "guidance_interval": args.guidance_interval,
+            "guidance_scale": guidance, "guidance_source": choice.source, "guidance_interval": args.guidance_interval,
             "guide": None if guide is None else str(guide.path), "guide_weights": getattr(guide, "weights", None),
             "guide_scale": guide_scale,
             "classifier_scale": args.classifier_scale, "seed": args.seed,
@@ -161,6 +149,26 @@ def main(argv: list[str] | None = None) -> int:
           f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or str(device)}) "
           f"-> {out}")
     return 0
+
+
+def sample_images(loaded, decoder, device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray | None, float,
+                                                                           float]:
+    """`generate(loaded, device=device, **kwargs)` batch by batch, each batch decoded as it comes (pixel models:
+    decoder None) -> (float (N, H, W, C) images in [-1, 1], labels or None, U-Net seconds, decode seconds)."""
+    chunks, label_chunks, unet_s, decode_s = [], [], 0.0, 0.0
+    tick = time.perf_counter()
+    for x, y in generate(loaded, device=device, **kwargs):
+        _sync(device)
+        unet_s += time.perf_counter() - tick
+        tick = time.perf_counter()
+        images = decoder.decode(x) if decoder is not None else x.permute(0, 2, 3, 1)  # NHWC in [-1, 1]
+        _sync(device)
+        decode_s += time.perf_counter() - tick
+        chunks.append(images.float().cpu().numpy())
+        label_chunks.append(None if y is None else y.cpu().numpy())
+        tick = time.perf_counter()
+    labels = None if label_chunks[0] is None else np.concatenate(label_chunks)
+    return np.concatenate(chunks), labels, unet_s, decode_s
 
 
 def load_guide(args, run: RunPaths, loaded, device):

@@ -141,32 +141,22 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             labels = None if dataset.train_labels is None else dataset.train_labels[picked]
     times["load"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    net = select_feature_net(config.feature, dataset, config.cache_dir, device, config.inception_weights,
-                             config.progress)
+    scorer = Scorer(dataset, reference, config.feature, config.cache_dir, device, config.inception_weights,
+                    config.kid_block, config.progress)
     times["feature_net"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    desc = "features" if config.progress else None
-    real_features = net.features(reference, desc=desc)
-    fake_features = net.features(generated, desc=desc)
-    kid_result = kid(real_features, fake_features, config.kid_block)
+    scores = scorer.score(generated, None)
     results: dict[str, Any] = {
         "mode": mode,
         "samples": str(samples_path) if samples_path else f"{len(generated)} real {config.data} training images"
         + (" through the VAE of " + str(config.run) if mode == "vae_floor" else ""),
         "num_generated": len(generated), "data": config.data, "reference": config.reference,
         "num_real": len(reference), "image_shape": [size, size, channels],
-        "feature_net": _describe(net),
-        "fid": fid(real_features, fake_features),
-        "kid": {"mean": kid_result.mean, "std": kid_result.std, "block_size": kid_result.block_size,
-                "num_blocks": kid_result.num_blocks},
+        "feature_net": scorer.describe(), "fid": scores["fid"], "kid": scores["kid"],
     }
     times["fid_kid"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    results["class_accuracy"] = None
-    if labels is not None:
-        classifier = net if isinstance(net, TrainedClassifier) else load_or_train(
-            dataset, config.cache_dir, None, device, config.progress)
-        results["class_accuracy"] = class_accuracy(classifier, generated, labels, dataset)
+    results["class_accuracy"] = None if labels is None else scorer.class_accuracy(generated, labels)
     times["class_accuracy"] = time.perf_counter() - tick
     tick = time.perf_counter()
     results["reconstruction"] = _reconstruction(config, dataset)
@@ -188,11 +178,39 @@ def class_accuracy(classifier: TrainedClassifier, images: np.ndarray, labels: np
     return {"samples": float(hits.mean()), "real_test": classifier.meta["test_accuracy"], "per_class": per_class}
 
 
-def _describe(net) -> dict[str, Any]:
-    if isinstance(net, TrainedClassifier):
-        return {"kind": "classifier", "name": net.name, "dim": net.dim, "folder": str(net.folder),
-                "test_accuracy": net.meta["test_accuracy"], "trained_now": net.retrained}
-    return {"kind": "inception", "name": net.name, "dim": net.dim}
+class Scorer:
+    """Scores any number of sample sets against one set of real images: the feature network is chosen (and the
+    classifier trained and cached, if need be) and the real images' features computed once, in the constructor."""
+
+    def __init__(self, dataset: Dataset, reference: np.ndarray, feature: str = "auto", cache_dir: str = "runs/.cache",
+                 device="cpu", inception_weights: str | None = None, kid_block: int = 1000,
+                 progress: bool = True) -> None:
+        self.dataset, self.cache_dir, self.device, self.kid_block = dataset, cache_dir, device, kid_block
+        self.desc = "features" if progress else None
+        self.progress = progress
+        self.net = select_feature_net(feature, dataset, cache_dir, device, inception_weights, progress)
+        self.real_features = self.net.features(reference, desc=self.desc)
+        self._classifier: TrainedClassifier | None = self.net if isinstance(self.net, TrainedClassifier) else None
+
+    def score(self, images: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+        """uint8 (N, H, W, C) images (and their requested labels) -> fid, kid and class_accuracy (None unlabelled)."""
+        fake_features = self.net.features(images, desc=self.desc)
+        k = kid(self.real_features, fake_features, self.kid_block)
+        return {"fid": fid(self.real_features, fake_features),
+                "kid": {"mean": k.mean, "std": k.std, "block_size": k.block_size, "num_blocks": k.num_blocks},
+                "class_accuracy": None if labels is None else self.class_accuracy(images, labels)}
+
+    def class_accuracy(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        if self._classifier is None:
+            self._classifier = load_or_train(self.dataset, self.cache_dir, None, self.device, self.progress)
+        return class_accuracy(self._classifier, images, labels, self.dataset)
+
+    def describe(self) -> dict[str, Any]:
+        net = self.net
+        if isinstance(net, TrainedClassifier):
+            return {"kind": "classifier", "name": net.name, "dim": net.dim, "folder": str(net.folder),
+                    "test_accuracy": net.meta["test_accuracy"], "trained_now": net.retrained}
+        return {"kind": "inception", "name": net.name, "dim": net.dim}
 
 
 def _reconstruction(config: EvalConfig, dataset: Dataset) -> dict[str, Any]:

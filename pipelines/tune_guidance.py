@@ -1,0 +1,223 @@
+"""Tune a run's guidance: sample at a grid of guidance scales, score each set, and keep the best as the run's default.
+
+`python pipelines/tune_guidance.py --run DIR` samples --num-samples images (dpmpp 20, the same seed and labels at
+every point, so the points differ only by their scales) for each classifier-free guidance scale in
+--guidance-scales, and, when the run has an autoguidance model, each autoguidance scale in --guide-scales; it scores
+every set with evaluate.py's FID / KID / class accuracy against the real test images, and writes the best point to
+DIR/guidance.json (with the whole table), which sample.py and demo.py then use when no guidance flag is given.
+"Best" is the lowest FID among the points whose class accuracy is within --max-accuracy-gap of the evaluation
+classifier's accuracy on real images (over-guided samples are too easy to classify), or the lowest FID outright when
+no point is. Built-in scales were tuned on the shipped 2,600-step model: a model trained longer wants less
+guidance (docs/benchmarks.md). Nothing is written when interrupted; DIR/guidance.json is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffusion.sampling import DEFAULT_RESPACING, load_diffusion_checkpoint, make_labels
+from diffusion.training.distributed import pick_device
+from diffusion.tuned_guidance import GUIDANCE_FILE
+from pipelines.cli import make_parser
+from runfs import RunPaths, write_json
+from runfs.images import to_uint8
+
+DEFAULT_GUIDANCE_GRID = "1.25,1.5,1.75,2,2.25,2.5"
+DEFAULT_GUIDE_GRID = "1,1.2,1.4"
+
+
+@dataclass
+class Point:
+    """One grid point's scales and scores."""
+
+    guidance_scale: float
+    guide_scale: float
+    fid: float
+    kid: float
+    class_accuracy: float | None
+    seconds: float
+
+    def row(self) -> str:
+        acc = "" if self.class_accuracy is None else f"{self.class_accuracy:.3f}"
+        return (f"| {self.guidance_scale:g} | {self.guide_scale:g} | {self.fid:.4f} | {self.kid:.5f} | {acc} "
+                f"| {self.seconds:.1f} |")
+
+
+def scales(text: str) -> list[float]:
+    """'1.5,2,2.5' -> [1.5, 2.0, 2.5], each >= 0 (1: no guidance of that kind), without repeats."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of numbers (e.g. 1.5,2,2.5)") from None
+    if not values or any(not np.isfinite(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more finite scales >= 0")
+    return list(dict.fromkeys(values))
+
+
+def parse_args(argv: list[str] | None = None):
+    p = make_parser(__doc__)
+    p.add_argument("--run", required=True, help="run folder (DIR/diffusion, DIR/bridge, DIR/guide if any)")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: newest in DIR/diffusion)")
+    p.add_argument("--guidance-scales", type=scales, default=DEFAULT_GUIDANCE_GRID,
+                   help="classifier-free guidance scales to try (models with a null class; else 1 only)")
+    p.add_argument("--guide-scales", type=scales, default=None,
+                   help=f"autoguidance scales to try when there is a guide (default {DEFAULT_GUIDE_GRID})")
+    p.add_argument("--guide", default="auto", metavar="CHECKPOINT",
+                   help="the autoguidance model, as sample.py: 'auto' (DIR/guide when there is one), 'none' or a "
+                        "checkpoint")
+    p.add_argument("--num-samples", type=int, default=1000,
+                   help="samples per point (1,000: ~1 minute per point on a 2-core CPU for the Fashion-MNIST "
+                        "model; FID differences under ~5%% are within the noise at this size)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--sampler", default="dpmpp", choices=sorted(DEFAULT_RESPACING))
+    p.add_argument("--timestep-respacing", default=None, help="as sample.py (default: the sampler's)")
+    p.add_argument("--max-accuracy-gap", type=float, default=0.05,
+                   help="only points whose class accuracy is within this of real images' may win (conditional "
+                        "models; the issue's goal: 5 points)")
+    p.add_argument("--data", default="fashion_mnist", help="real images, as evaluate.py: fashion_mnist, "
+                                                           "tfds:NAME or a folder")
+    p.add_argument("--num-real", type=int, default=10000, help="real test images to compare with")
+    p.add_argument("--feature", default="auto", choices=["auto", "inception", "classifier"],
+                   help="feature network, as evaluate.py")
+    p.add_argument("--cache-dir", default="runs/.cache", help="where the evaluation classifier is cached")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--out", default=None, help=f"where to write the result (default: DIR/{GUIDANCE_FILE}, which "
+                                               "sample.py reads)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def choose(points: list[Point], real_accuracy: float | None, gap: float) -> tuple[Point, bool]:
+    """(the lowest-FID point among those with class accuracy within `gap` of real images', True), or (the lowest-FID
+    point of all, False) when none is within it. Unconditional points (accuracy None) all qualify."""
+    within = [p for p in points if p.class_accuracy is None or real_accuracy is None
+              or abs(p.class_accuracy - real_accuracy) <= gap]
+    return min(within or points, key=lambda p: p.fid), bool(within)
+
+
+def edge_notes(best: Point, w_grid: list[float], s_grid: list[float]) -> list[str]:
+    """Where the best point lies on the grid's edge, the optimum may lie beyond it: say which way to extend the grid.
+    Scale 1 (no guidance of that kind) is a natural lower edge and is not reported."""
+    notes = []
+    for name, flag, value, grid in (("guidance", "--guidance-scales", best.guidance_scale, w_grid),
+                                    ("guide", "--guide-scales", best.guide_scale, s_grid)):
+        if len(grid) < 2:
+            continue
+        if value == min(grid) and value > 1:
+            notes.append(f"the best {name} scale {value:g} is the lowest tried: add lower ones to {flag}")
+        elif value == max(grid):
+            notes.append(f"the best {name} scale {value:g} is the highest tried: add higher ones to {flag}")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.sample import load_guide, sample_images
+
+    args = parse_args(argv)
+    run = RunPaths(args.run)
+    try:
+        if args.num_samples < 2:
+            raise ValueError(f"--num-samples must be at least 2 (FID needs a covariance), got {args.num_samples}")
+        device = pick_device(args.device)
+        loaded = load_diffusion_checkpoint(args.checkpoint or run.diffusion, device=device)
+        unet = loaded.unet
+        from bridge.runtime import load_decoder  # torch + onnxruntime only
+
+        decoder = load_decoder(run.root, device=args.device)
+        sample_args = argparse.Namespace(guide=args.guide, pixels=False, guide_ema="auto")
+        guide = load_guide(sample_args, run, loaded, device)
+        if args.guide_scales is not None and guide is None:
+            raise ValueError(f"--guide-scales needs a guide model: {args.guide!r} gives none (train one with "
+                             "`python pipelines/train_diffusion.py --run DIR --guide`)")
+        w_grid = args.guidance_scales if unet.null_class else [1.0]
+        s_grid = (args.guide_scales or scales(DEFAULT_GUIDE_GRID)) if guide is not None else [1.0]
+        if len(w_grid) * len(s_grid) < 2:
+            raise ValueError("nothing to tune: this model has no null class (no classifier-free guidance) and the "
+                             "run no guide model, or the grids hold one point; pass more scales")
+        labels = make_labels(args.num_samples, unet)
+        scorer = make_scorer(args, decoder)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    grid = [(w, s) for w in w_grid for s in s_grid]
+    print(f"{len(grid)} points x {args.num_samples} samples ({args.sampler}) on {loaded.path}"
+          + (f" with guide {guide.path}" if guide else ""), flush=True)
+    points, real_accuracy = [], None
+    for i, (w, s) in enumerate(grid, 1):
+        start = time.perf_counter()
+        images, sample_labels, _, _ = sample_images(
+            loaded, decoder, device, num_samples=args.num_samples, batch_size=args.batch_size, sampler=args.sampler,
+            timestep_respacing=args.timestep_respacing, labels=labels, guidance_scale=w, seed=args.seed,
+            progress=not args.no_progress, guide=guide, guide_scale=s)
+        scores = scorer.score(to_uint8(images), sample_labels)
+        acc = scores["class_accuracy"]
+        real_accuracy = None if acc is None else acc["real_test"]
+        points.append(Point(w, s, scores["fid"], scores["kid"]["mean"], None if acc is None else acc["samples"],
+                            time.perf_counter() - start))
+        print(f"[{i}/{len(grid)}] guidance {w:g}, guide {s:g}: FID {points[-1].fid:.4f}  KID {points[-1].kid:.5f}"
+              + ("" if acc is None else f"  class accuracy {acc['samples']:.3f}")
+              + f"  ({points[-1].seconds:.0f} s)", flush=True)
+    best, within = choose(points, real_accuracy, args.max_accuracy_gap)
+    notes = edge_notes(best, w_grid, s_grid)
+    result = {**report(args, loaded, guide, points, best, within, real_accuracy, scorer.describe()),
+              "grid_edge_notes": notes}
+    out = Path(args.out) if args.out else run.root / GUIDANCE_FILE
+    write_json(out, result)
+    print(table(points, best))
+    if not within:
+        print(f"warning: no point had class accuracy within {args.max_accuracy_gap} of real images' "
+              f"({real_accuracy:.3f}); the lowest FID was kept", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"best: guidance {best.guidance_scale:g}, guide {best.guide_scale:g} (FID {best.fid:.4f}) -> {out}")
+    return 0
+
+
+def make_scorer(args, decoder):
+    """The evaluation's Scorer over the real test images the decoder's image shape implies."""
+    from pipelines.evaluation.runner import Scorer, subset
+    from vae.data import load_dataset
+
+    size, channels = decoder.image_size, decoder.channels
+    dataset = load_dataset(args.data, image_size=size, channels=channels)
+    reference = subset(dataset.images("val"), args.num_real, args.seed)
+    return Scorer(dataset, reference, args.feature, args.cache_dir, pick_device(args.device),
+                  progress=not args.no_progress)
+
+
+def report(args, loaded, guide, points: list[Point], best: Point, within: bool, real_accuracy: float | None,
+           feature_net: dict[str, Any]) -> dict[str, Any]:
+    """guidance.json: the chosen scales (what sample.py reads), what they were tuned on, and the whole sweep."""
+    return {
+        "guidance_scale": best.guidance_scale, "guide_scale": best.guide_scale,
+        "checkpoint": loaded.path.name, "weights": loaded.weights,
+        "guide": None if guide is None else guide.path.name,
+        "fid": best.fid, "kid": best.kid, "class_accuracy": best.class_accuracy,
+        "real_class_accuracy": real_accuracy, "max_accuracy_gap": args.max_accuracy_gap,
+        "chosen_within_gap": within,
+        "sampler": args.sampler, "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler],
+        "num_samples": args.num_samples, "num_real": args.num_real, "data": args.data, "seed": args.seed,
+        "feature_net": feature_net["name"],
+        "sweep": [vars(p) for p in points],
+    }
+
+
+def table(points: list[Point], best: Point) -> str:
+    """A markdown table of the sweep, the chosen point in bold."""
+    lines = ["| guidance | guide | FID | KID | class accuracy | seconds |", "|---|---|---|---|---|---|"]
+    for p in points:
+        row = p.row()
+        lines.append(row.replace(f"| {p.fid:.4f} |", f"| **{p.fid:.4f}** |") if p is best else row)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""pipelines/tune_guidance.py: the sweep scores what evaluate.py scores, keeps the best, and sample.py then uses it."""
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from diffusion.config import DEFAULT_GUIDANCE_SCALE
+from pipelines.evaluate import main as evaluate
+from pipelines.sample import main as sample
+from pipelines.tune_guidance import Point, choose, edge_notes, scales
+from pipelines.tune_guidance import main as tune
+
+
+def point(w, fid, acc):
+    return Point(guidance_scale=w, guide_scale=1.0, fid=fid, kid=0.0, class_accuracy=acc, seconds=1.0)
+
+
+def test_the_lowest_fid_wins_among_points_with_realistic_class_accuracy():
+    over_guided, good, weak = point(3.0, 0.4, 0.99), point(2.0, 0.5, 0.92), point(1.0, 0.9, 0.80)
+    assert choose([weak, good, over_guided], real_accuracy=0.89, gap=0.05) == (good, True)
+    assert choose([weak, good, over_guided], real_accuracy=0.89, gap=0.2) == (over_guided, True)
+    assert choose([weak, over_guided], real_accuracy=0.89, gap=0.05) == (over_guided, False)  # none within
+    unconditional = [point(1.0, 0.7, None), point(1.0, 0.6, None)]
+    assert choose(unconditional, real_accuracy=None, gap=0.05) == (unconditional[1], True)
+
+
+def test_a_best_point_on_the_grid_edge_says_which_way_to_extend_it():
+    grid_w, grid_s = [1.25, 1.5, 2.0], [1.0, 1.2, 1.4]
+    low = Point(1.25, 1.4, 0.5, 0.0, 0.9, 1.0)
+    assert edge_notes(low, grid_w, grid_s) == [
+        "the best guidance scale 1.25 is the lowest tried: add lower ones to --guidance-scales",
+        "the best guide scale 1.4 is the highest tried: add higher ones to --guide-scales"]
+    assert edge_notes(Point(1.5, 1.0, 0.5, 0.0, 0.9, 1.0), grid_w, grid_s) == []  # inside, and 1 means "none"
+    assert edge_notes(Point(2.0, 1.0, 0.5, 0.0, 0.9, 1.0), grid_w, [1.0]) == [
+        "the best guidance scale 2 is the highest tried: add higher ones to --guidance-scales"]
+
+
+def test_scale_lists_are_parsed_and_checked():
+    assert scales("1.5, 2,2,2.5") == [1.5, 2.0, 2.5]
+    for bad in ("two", "", "-1", "1,nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            scales(bad)
+
+
+def test_tuned_scales_score_as_evaluate_py_and_become_sample_py_defaults(tiny_pipeline_run, banded_folder,
+                                                                         tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline_run, run)  # the shared fixture stays without a guidance.json
+    common = ["--no-progress"]
+    eval_flags = ["--data", str(banded_folder), "--cache-dir", str(tmp_path / "cache")]
+    sampling = ["--num-samples", "30", "--batch-size", "30", "--sampler", "dpmpp", "--timestep-respacing",
+                "trailing4"]
+    assert tune(["--run", str(run), "--guidance-scales", "1,4", "--max-accuracy-gap", "1", *sampling, *eval_flags,
+                 *common]) == 0
+    result = json.loads((run / "guidance.json").read_text())
+    sweep = result["sweep"]
+    assert [(p["guidance_scale"], p["guide_scale"]) for p in sweep] == [(1.0, 1.0), (4.0, 1.0)]  # no guide here
+    best = min(sweep, key=lambda p: p["fid"])  # every point is within a gap of 1
+    assert (result["guidance_scale"], result["fid"]) == (best["guidance_scale"], best["fid"])
+    assert result["checkpoint"] == "step_0000002" and result["guide"] is None and result["chosen_within_gap"]
+    assert result["grid_edge_notes"] == edge_notes(Point(**best), [1.0, 4.0], [1.0])
+    assert DEFAULT_GUIDANCE_SCALE not in (1.0, 4.0)  # so that the check below tells the file's scale from it
+    assert "| guidance | guide | FID |" in capsys.readouterr().out
+
+    # sample.py without guidance flags now samples at the tuned scale: the images the tuner scored, which
+    # evaluate.py scores the same.
+    assert sample(["--run", str(run), *sampling, "--out", str(tmp_path / "s"), *common]) == 0
+    info = json.loads((tmp_path / "s" / "info.json").read_text())
+    assert info["guidance_scale"] == result["guidance_scale"]
+    assert info["guidance_source"] == str(run / "guidance.json")
+    assert evaluate(["--samples", str(tmp_path / "s" / "samples_30x16x16x1.npz"), "--run", str(run),
+                     "--num-recon", "0", "--out", str(tmp_path / "e"), *eval_flags, *common]) == 0
+    scored = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert scored["fid"] == pytest.approx(result["fid"], rel=1e-9)
+    assert scored["kid"]["mean"] == pytest.approx(result["kid"], rel=1e-9, abs=1e-12)
+    assert scored["class_accuracy"]["samples"] == pytest.approx(result["class_accuracy"])
+
+    from pipelines.package_run import main as package  # the tuned scales travel with a packed run
+
+    assert package(["--run", str(run), "--out", str(tmp_path / "packed")]) == 0
+    assert sample(["--run", str(tmp_path / "packed"), *sampling, "--out", str(tmp_path / "p"), *common]) == 0
+    packed = np.load(tmp_path / "p" / "samples_30x16x16x1.npz")["arr_0"]
+    np.testing.assert_array_equal(packed, np.load(tmp_path / "s" / "samples_30x16x16x1.npz")["arr_0"])
+
+
+def test_user_errors_are_explained(tiny_pipeline_run, banded_folder, tmp_path, capsys):
+    flags = ["--run", str(tiny_pipeline_run), "--data", str(banded_folder), "--cache-dir", str(tmp_path / "c"),
+             "--no-progress", "--out", str(tmp_path / "g.json")]
+    assert tune([*flags, "--guide-scales", "1.2,1.4"]) == 2
+    assert "--guide-scales needs a guide model" in capsys.readouterr().err
+    assert tune([*flags, "--guidance-scales", "2"]) == 2
+    assert "nothing to tune" in capsys.readouterr().err
+    assert tune([*flags, "--num-samples", "1"]) == 2
+    assert "--num-samples must be at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "g.json").exists() and not (tiny_pipeline_run / "guidance.json").exists()
