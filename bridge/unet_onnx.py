@@ -32,11 +32,14 @@ def export_unet_onnx(
     example_shape: tuple[int, ...],
     num_classes: int | None,
     opset: int = UNET_OPSET,
+    source: str | None = None,
 ) -> Path:
     """Export `model` (x [N, C, *S] float32, timesteps [N] float32, y [N] int64 when `num_classes`) to `path`.
 
     example_shape: (N, C, *S) of an example x; N >= 2 so that the batch axis is traced as dynamic. The file
-    records num_classes and the input shape in its metadata, so OnnxUNet needs nothing else. Written atomically.
+    records num_classes and the input shape in its metadata, so OnnxUNet needs nothing else, and `source` (e.g. a
+    digest of the weights file it was exported from: OnnxUNet.source), so that a cached export can be told stale.
+    Written atomically.
     """
     if len(example_shape) < 3 or example_shape[0] < 2:
         raise ValueError(f"example_shape must be (N >= 2, C, *spatial), got {example_shape}")
@@ -59,7 +62,7 @@ def export_unet_onnx(
             opset_version=opset, dynamo=True, verbose=False,
         )
     program.model.metadata_props[_META_KEY] = json.dumps(
-        {"num_classes": num_classes, "sample_shape": list(example_shape[1:])}
+        {"num_classes": num_classes, "sample_shape": list(example_shape[1:]), "source": source}
     )
     path = Path(path)
     with atomic_path(path, suffix=".onnx") as tmp:
@@ -88,6 +91,7 @@ class OnnxUNet:
             raise ValueError(f"{self.path} was not written by bridge.unet_onnx.export_unet_onnx (no U-Net metadata)")
         self.num_classes: int | None = meta["num_classes"]
         self.sample_shape = tuple(meta["sample_shape"])
+        self.source: str | None = meta.get("source")  # what it was exported from (export_unet_onnx's `source`)
         self.out_shape = tuple(int(d) for d in self.session.get_outputs()[0].shape[1:])
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -74,8 +74,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (the U-Net and the decoder)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                   help="run the U-Net in torch, or export it to ONNX once (cached beside the checkpoint) and run "
-                        "it in onnxruntime: sampling with onnxruntime alone")
+                   help="run the U-Net (and the guide) in torch, or export each to ONNX once (cached beside its "
+                        "checkpoint) and run it in onnxruntime: sampling with onnxruntime alone")
     p.add_argument("--decode-batch", type=int, default=64, help="decoder micro-batch (bounds memory)")
     p.add_argument("--pixels", action="store_true", help="a pixel-space model (DIR/pixel_diffusion), no decoder")
     p.add_argument("--out", default=None, help="output folder (default: DIR/samples)")
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
         guide = load_guide(args, run, loaded, device)
+        if args.backend == "onnx" and guide is not None:
+            guide.model = onnx_unet(guide, args.device)
         if args.guide_scale not in (None, 1.0) and guide is None:
             raise ValueError(f"--guide-scale {args.guide_scale} needs a guide model: {args.guide!r} gives none "
                              "(train one with `python pipelines/train_diffusion.py --run DIR --guide`, or pass "
@@ -192,15 +194,23 @@ def _interval(text: str) -> tuple[float, float]:
 
 
 def onnx_unet(loaded, device: str):
-    """The checkpoint's U-Net in onnxruntime, exported on first use to CHECKPOINT/<weights>.onnx."""
+    """The checkpoint's U-Net in onnxruntime, exported on first use to CHECKPOINT/<weights>.onnx and again whenever
+    the weights file changed since (the export records the weights' digest)."""
     from bridge.unet_onnx import OnnxUNet, export_unet_onnx
+    from runfs import file_digest
 
     unet = loaded.unet
     path = loaded.path / (loaded.weights.removesuffix(".safetensors") + ".onnx")
-    if not path.is_file():
-        rows = (unet.num_classes + int(unet.null_class)) if unet.class_cond else None
-        print(f"exporting the U-Net to {path} (once) ...", flush=True)
-        export_unet_onnx(loaded.model.float(), path, (2, unet.in_channels, unet.image_size, unet.image_size), rows)
+    digest = file_digest(loaded.path / loaded.weights)
+    if path.is_file():
+        cached = OnnxUNet(path, device=device)
+        if cached.source == digest:
+            return cached
+        print(f"{path} was exported from other weights than {loaded.weights}: re-exporting", flush=True)
+    rows = (unet.num_classes + int(unet.null_class)) if unet.class_cond else None
+    print(f"exporting the U-Net to {path} (once) ...", flush=True)
+    export_unet_onnx(loaded.model.float(), path, (2, unet.in_channels, unet.image_size, unet.image_size), rows,
+                     source=digest)
     return OnnxUNet(path, device=device)
 
 

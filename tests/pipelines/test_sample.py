@@ -171,6 +171,16 @@ def test_onnx_backend_matches_torch(tiny_pipeline_run, tmp_path):
     a, b = (np.load(tmp_path / d / "samples_4x16x16x1.npz")["arr_0"].astype(int) for d in ("torch", "onnx"))
     assert np.abs(a - b).max() <= 1
     assert json.loads((tmp_path / "onnx" / "info.json").read_text())["backend"] == "onnx"
+    # With a guide, the guide runs in onnxruntime too (a guide that moves the samples: sample.py's guide test).
+    guide = worse_guide(tiny_pipeline_run, tmp_path / "guide")
+    guided = [*args, "--guide", str(guide), "--guide-scale", "3"]
+    sample(tiny_pipeline_run, *guided, "--out", str(tmp_path / "torch_guided"))
+    # The guide's folder is a copy of the main checkpoint's, with its ema_0.9.onnx cached above from other weights.
+    out = sample(tiny_pipeline_run, *guided, "--backend", "onnx", "--out", str(tmp_path / "onnx_guided"))
+    assert f"{guide / 'ema_0.9.onnx'} was exported from other weights than ema_0.9.safetensors" in out.stdout
+    c, d = (np.load(tmp_path / x / "samples_4x16x16x1.npz")["arr_0"].astype(int)
+            for x in ("torch_guided", "onnx_guided"))
+    assert np.abs(c - d).max() <= 1 and np.abs(c - a).max() > 10
 
 
 def test_shipped_run_still_loads_and_samples(tmp_path):
