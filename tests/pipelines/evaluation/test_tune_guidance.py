@@ -53,13 +53,19 @@ def test_tuned_scales_score_as_evaluate_py_and_become_sample_py_defaults(tiny_pi
     eval_flags = ["--data", str(banded_folder), "--cache-dir", str(tmp_path / "cache")]
     sampling = ["--num-samples", "30", "--batch-size", "30", "--sampler", "dpmpp", "--timestep-respacing",
                 "trailing4"]
-    assert tune(["--run", str(run), "--guidance-scales", "1,4", "--max-accuracy-gap", "1", *sampling, *eval_flags,
-                 *common]) == 0
+    # --confirm 2 at the sweep's own sample count re-samples both points: the same seed and labels, the same scores.
+    assert tune(["--run", str(run), "--guidance-scales", "1,4", "--max-accuracy-gap", "1", "--confirm", "2",
+                 "--confirm-samples", "30", *sampling, *eval_flags, *common]) == 0
     result = json.loads((run / "guidance.json").read_text())
     sweep = result["sweep"]
     assert [(p["guidance_scale"], p["guide_scale"]) for p in sweep] == [(1.0, 1.0), (4.0, 1.0)]  # no guide here
     best = min(sweep, key=lambda p: p["fid"])  # every point is within a gap of 1
     assert (result["guidance_scale"], result["fid"]) == (best["guidance_scale"], best["fid"])
+    def scores(points):
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in points]
+
+    assert scores(result["confirmed"]) == scores(sorted(sweep, key=lambda p: p["fid"]))
+    assert result["confirm_samples"] == 30
     assert result["checkpoint"] == "step_0000002" and result["guide"] is None and result["chosen_within_gap"]
     assert result["grid_edge_notes"] == edge_notes(Point(**best), [1.0, 4.0], [1.0])
     assert DEFAULT_GUIDANCE_SCALE not in (1.0, 4.0)  # so that the check below tells the file's scale from it
@@ -94,5 +100,7 @@ def test_user_errors_are_explained(tiny_pipeline_run, banded_folder, tmp_path, c
     assert tune([*flags, "--guidance-scales", "2"]) == 2
     assert "nothing to tune" in capsys.readouterr().err
     assert tune([*flags, "--num-samples", "1"]) == 2
-    assert "--num-samples must be at least 2" in capsys.readouterr().err
+    assert "--num-samples and --confirm-samples must be at least 2" in capsys.readouterr().err
+    assert tune([*flags, "--confirm", "-1"]) == 2
+    assert "--confirm must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists() and not (tiny_pipeline_run / "guidance.json").exists()
