@@ -50,15 +50,16 @@ def read_tuned(run_root: str | os.PathLike) -> dict[str, Any] | None:
     return tuned
 
 
-def resolve_guidance(run_root: str | os.PathLike, checkpoint: str, guide: str | None, null_class: bool,
+def resolve_guidance(run_root: str | os.PathLike | None, checkpoint: str, guide: str | None, null_class: bool,
                      guidance_scale: float | None = None, guide_scale: float | None = None) -> GuidanceChoice:
     """The scales for sampling the checkpoint folder named `checkpoint` (e.g. step_0002600), with the guide
     checkpoint named `guide` or None. A scale given (not None) wins; the others come from RUN/guidance.json when it
     was tuned for the same setting (with a guide or without one), else from the built-in defaults. A guidance.json
-    tuned on another checkpoint is still used (it is closer than the built-in values), with a note to re-tune."""
+    tuned on another checkpoint is still used (it is closer than the built-in values), with a note to re-tune.
+    run_root None: no guidance.json applies (the run's file is about its latent model, not e.g. its pixel model)."""
     base_w, base_s = builtin_scales(null_class, guide is not None)
-    tuned, note, source = read_tuned(run_root), None, "built-in"
-    path = Path(run_root) / GUIDANCE_FILE
+    tuned, note, source = None if run_root is None else read_tuned(run_root), None, "built-in"
+    path = Path(run_root or ".") / GUIDANCE_FILE
     if tuned is not None and (guidance_scale is None or guide_scale is None):
         if (tuned["guide"] is None) != (guide is None):
             note = (f"{path} was tuned {'with' if tuned['guide'] else 'without'} a guide model and this sampling "

@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             classifier = load_classifier_checkpoint(run.root / ("pixel_classifier" if args.pixels else "classifier"),
                                                     device)
             cond_fn = classifier_guidance(classifier, args.classifier_scale, unet)
-        choice = resolve_guidance(run.root, loaded.path.name, None if guide is None else guide.path.name,
-                                  unet.null_class, args.guidance_scale, args.guide_scale)
+        # RUN/guidance.json is tuned for the latent model in RUN/diffusion, never for a pixel model.
+        choice = resolve_guidance(None if args.pixels else run.root, loaded.path.name,
+                                  None if guide is None else guide.path.name, unet.null_class, args.guidance_scale,
+                                  args.guide_scale)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

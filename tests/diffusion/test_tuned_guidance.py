@@ -26,6 +26,8 @@ def test_the_tuned_scales_apply_to_their_checkpoint_and_flags_win(tmp_path):
     choice = resolve_guidance(tmp_path, "step_0005200", "step_0000800", null_class=True)
     assert (choice.guidance_scale, choice.guide_scale, choice.note) == (1.25, 1.3, None)
     assert choice.source == str(tmp_path / GUIDANCE_FILE)
+    no_file = resolve_guidance(None, "step_0005200", "step_0000800", null_class=True)  # e.g. sample.py --pixels
+    assert (no_file.guidance_scale, no_file.source) == (DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, "built-in")
     one_flag = resolve_guidance(tmp_path, "step_0005200", "step_0000800", True, guidance_scale=3.0)
     assert (one_flag.guidance_scale, one_flag.guide_scale) == (3.0, 1.3)
     assert one_flag.source == f"flags and {tmp_path / GUIDANCE_FILE}"
