@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "latents; re-export the bridge of the VAE that made them, or pick the right --run")
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
-        guide = load_guide(args, run, loaded, device)
+        guide = load_guide(args.guide, run, loaded, device, args.guide_ema, args.pixels)
         if args.backend == "onnx" and guide is not None:
             guide.model = onnx_unet(guide, args.device)
         if args.guide_scale not in (None, 1.0) and guide is None:
@@ -175,12 +175,12 @@ def sample_images(loaded, decoder, device: torch.device, **kwargs) -> tuple[np.n
     return np.concatenate(chunks), labels, unet_s, decode_s
 
 
-def load_guide(args, run: RunPaths, loaded, device):
-    """The autoguidance model: --guide's checkpoint, RUN/guide for 'auto' when it holds one, or None."""
-    if args.guide == "none" or (args.guide == "auto" and (args.pixels or latest_checkpoint(run.guide) is None)):
+def load_guide(spec: str, run: RunPaths, loaded, device, ema: str = "auto", pixels: bool = False):
+    """The autoguidance model of --guide `spec`: a checkpoint, RUN/guide for 'auto' when it holds one (never for a
+    pixel model), or None ('none')."""
+    if spec == "none" or (spec == "auto" and (pixels or latest_checkpoint(run.guide) is None)):
         return None
-    guide = load_diffusion_checkpoint(run.guide if args.guide == "auto" else args.guide, ema=args.guide_ema,
-                                      device=device)
+    guide = load_diffusion_checkpoint(run.guide if spec == "auto" else spec, ema=ema, device=device)
     check_guide(loaded, guide)
     return guide
 

@@ -28,6 +28,7 @@ from diffusion.sampling import DEFAULT_RESPACING, load_diffusion_checkpoint, mak
 from diffusion.training.distributed import pick_device
 from diffusion.tuned_guidance import GUIDANCE_FILE
 from pipelines.cli import make_parser
+from pipelines.evaluation.features import KINDS
 from runfs import RunPaths, write_json
 from runfs.images import to_uint8
 
@@ -90,7 +91,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--data", default="fashion_mnist", help="real images, as evaluate.py: fashion_mnist, "
                                                            "tfds:NAME or a folder")
     p.add_argument("--num-real", type=int, default=10000, help="real test images to compare with")
-    p.add_argument("--feature", default="auto", choices=["auto", "inception", "classifier"],
+    p.add_argument("--feature", default="auto", choices=KINDS,
                    help="feature network, as evaluate.py")
     p.add_argument("--cache-dir", default="runs/.cache", help="where the evaluation classifier is cached")
     p.add_argument("--seed", type=int, default=0)
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         from bridge.runtime import load_decoder  # torch + onnxruntime only
 
         decoder = load_decoder(run.root, device=args.device)
-        sample_args = argparse.Namespace(guide=args.guide, pixels=False, guide_ema="auto")
-        guide = load_guide(sample_args, run, loaded, device)
+        guide = load_guide(args.guide, run, loaded, device)
         if args.guide_scales is not None and guide is None:
             raise ValueError(f"--guide-scales needs a guide model: {args.guide!r} gives none (train one with "
                              "`python pipelines/train_diffusion.py --run DIR --guide`)")
@@ -156,17 +156,16 @@ def main(argv: list[str] | None = None) -> int:
         if len(w_grid) * len(s_grid) < 2:
             raise ValueError("nothing to tune: this model has no null class (no classifier-free guidance) and the "
                              "run no guide model, or the grids hold one point; pass more scales")
-        scorer = make_scorer(args, decoder)
+        scorer = make_scorer(args, decoder, device)
+        # What the choice compares class accuracy with: the evaluation classifier's on real test images.
+        real_accuracy = scorer.classifier().meta["test_accuracy"] if unet.class_cond else None
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     grid = [(w, s) for w in w_grid for s in s_grid]
     print(f"{len(grid)} points x {args.num_samples} samples ({args.sampler}) on {loaded.path}"
           + (f" with guide {guide.path}" if guide else ""), flush=True)
-    real_accuracy = None
-
     def measure(w: float, s: float, num_samples: int, tag: str) -> Point:
-        nonlocal real_accuracy
         start = time.perf_counter()
         images, sample_labels, _, _ = sample_images(
             loaded, decoder, device, num_samples=num_samples, batch_size=args.batch_size, sampler=args.sampler,
@@ -174,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
             guidance_scale=w, seed=args.seed, progress=not args.no_progress, guide=guide, guide_scale=s)
         scores = scorer.score(to_uint8(images), sample_labels)
         acc = scores["class_accuracy"]
-        real_accuracy = None if acc is None else acc["real_test"]
         point = Point(w, s, scores["fid"], scores["kid"]["mean"], None if acc is None else acc["samples"],
                       time.perf_counter() - start)
         print(f"[{tag}] guidance {w:g}, guide {s:g}: FID {point.fid:.4f}  KID {point.kid:.5f}"
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def make_scorer(args, decoder):
+def make_scorer(args, decoder, device):
     """The evaluation's Scorer over the real test images the decoder's image shape implies."""
     from pipelines.evaluation.runner import Scorer, subset
     from vae.data import load_dataset
@@ -218,8 +216,7 @@ def make_scorer(args, decoder):
     size, channels = decoder.image_size, decoder.channels
     dataset = load_dataset(args.data, image_size=size, channels=channels)
     reference = subset(dataset.images("val"), args.num_real, args.seed)
-    return Scorer(dataset, reference, args.feature, args.cache_dir, pick_device(args.device),
-                  progress=not args.no_progress)
+    return Scorer(dataset, reference, args.feature, args.cache_dir, device, progress=not args.no_progress)
 
 
 def report(args, loaded, guide, points: list[Point], best: Point, within: bool, real_accuracy: float | None,

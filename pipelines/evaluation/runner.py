@@ -200,10 +200,14 @@ class Scorer:
                 "kid": {"mean": k.mean, "std": k.std, "block_size": k.block_size, "num_blocks": k.num_blocks},
                 "class_accuracy": None if labels is None else self.class_accuracy(images, labels)}
 
-    def class_accuracy(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    def classifier(self) -> TrainedClassifier:
+        """The dataset classifier for class accuracy (the feature network itself when that is the classifier)."""
         if self._classifier is None:
             self._classifier = load_or_train(self.dataset, self.cache_dir, None, self.device, self.progress)
-        return class_accuracy(self._classifier, images, labels, self.dataset)
+        return self._classifier
+
+    def class_accuracy(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        return class_accuracy(self.classifier(), images, labels, self.dataset)
 
     def describe(self) -> dict[str, Any]:
         net = self.net
