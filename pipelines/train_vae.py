@@ -24,9 +24,9 @@ from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no 
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
 CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
-                "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss", "kl_weight",
-                "epochs", "max_steps", "max_train_minutes", "batch_size", "lr", "lr_schedule", "weight_decay",
-                "ema_momentum", "eval_images")
+                "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss", "ssim_weight",
+                "kl_weight", "epochs", "max_steps", "max_train_minutes", "batch_size", "lr", "lr_schedule",
+                "weight_decay", "ema_momentum", "eval_images")
 
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(VAEConfig)}
@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--mid-attention", action=argparse.BooleanOptionalAction, default=None,
         help="self-attention in the middle blocks")
     add("--recon-loss", choices=["l1", "l2"], help="reconstruction loss")
+    add("--ssim-weight", type=float, help="add W * pixels * (1 - SSIM) per image to the L1/L2 loss (0: off; 2.6 "
+        "is Zhao et al.'s L1/SSIM balance on [-1, 1] images)")
     add("--kl-weight", type=float, help="weight of the KL term (see docs/vae.md for the default)")
     add("--epochs", type=int, help="epochs to train")
     add("--max-steps", type=int, help="stop after this many optimizer steps in total")

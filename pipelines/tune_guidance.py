@@ -7,10 +7,11 @@ every set with evaluate.py's FID / KID / class accuracy against the real test im
 DIR/guidance.json (with the whole table), which sample.py and demo.py then use when no guidance flag is given.
 "Best" is the lowest FID among the points whose class accuracy is within --max-accuracy-gap of the evaluation
 classifier's accuracy on real images (over-guided samples are too easy to classify), or the lowest FID outright when
-no point is. With --confirm K the K best points are sampled again with --confirm-samples each (default 5,000) and
-the choice is made among those. Built-in scales were tuned on the shipped 2,600-step model: a model trained longer
-wants less guidance (docs/benchmarks.md). Nothing is written when interrupted; DIR/guidance.json is replaced
-atomically.
+no point is. When the best point lies on the grid's edge, the grid is extended past that edge by one step (the
+outermost spacing) and the new points sampled, up to --extend times. With --confirm K the K best points are sampled
+again with --confirm-samples each (default 5,000) and the choice is made among those. Built-in scales were tuned on
+the shipped 2,600-step model: a model trained longer wants less guidance (docs/benchmarks.md). Nothing is written
+when interrupted; DIR/guidance.json is replaced atomically.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--num-samples", type=int, default=1000,
                    help="samples per point (1,000: ~1 minute per point on a 2-core CPU for the Fashion-MNIST "
                         "model; FID differences under ~5%% are within the noise at this size)")
+    p.add_argument("--extend", type=int, default=1, metavar="N",
+                   help="while the best point is on the grid's edge, add one more scale past it (at most N times; "
+                        "0: never); the natural lower edge 1 (no guidance of that kind) is not passed")
     p.add_argument("--confirm", type=int, default=0, metavar="K",
                    help="then sample the K best points again with --confirm-samples each and choose among those "
                         "(0: off): 1,000-sample FIDs of neighbouring points are often within their noise")
@@ -96,6 +101,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--cache-dir", default="runs/.cache", help="where the evaluation classifier is cached")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="run the U-Net and the guide in torch or onnxruntime, as sample.py (the same images within "
+                        "a grey level, so the tuned scales serve both)")
     p.add_argument("--out", default=None, help=f"where to write the result (default: DIR/{GUIDANCE_FILE}, which "
                                                "sample.py reads)")
     p.add_argument("--no-progress", action="store_true")
@@ -130,12 +138,48 @@ def edge_notes(best: Point, w_grid: list[float], s_grid: list[float]) -> list[st
     return notes
 
 
+def beyond(value: float, grid: list[float]) -> float | None:
+    """The next scale past `value` when it is an edge of `grid`, one outermost spacing further out; None inside the
+    grid, for a one-point grid, and at or below the natural lower edge 1 (no guidance of that kind)."""
+    g = sorted(grid)
+    if len(g) < 2:
+        return None
+    if value == g[0] and value > 1:
+        return max(1.0, round(value - (g[1] - g[0]), 6))
+    if value == g[-1]:
+        return round(value + (g[-1] - g[-2]), 6)
+    return None
+
+
+def sweep(measure: Callable[[float, float, str], Point], w_grid: list[float], s_grid: list[float], extend: int,
+          pick: Callable[[list[Point]], Point]) -> tuple[list[Point], list[float], list[float]]:
+    """Measure every (w, s) of the grid; then, up to `extend` times while `pick`'s best point lies on an edge that
+    `beyond` can pass, add the scale past it and measure the grid's new points. -> (points, w grid, s grid)."""
+    grid = [(w, s) for w in w_grid for s in s_grid]
+    points = [measure(w, s, f"{i}/{len(grid)}") for i, (w, s) in enumerate(grid, 1)]
+    for round_ in range(1, extend + 1):
+        best = pick(points)
+        new_w, new_s = beyond(best.guidance_scale, w_grid), beyond(best.guide_scale, s_grid)
+        if new_w is None and new_s is None:
+            break
+        w_grid = sorted([*w_grid, *([] if new_w is None else [new_w])])
+        s_grid = sorted([*s_grid, *([] if new_s is None else [new_s])])
+        done = {(p.guidance_scale, p.guide_scale) for p in points}
+        new = [(w, s) for w in w_grid for s in s_grid if (w, s) not in done]
+        print(f"the best point (guidance {best.guidance_scale:g}, guide {best.guide_scale:g}) is on the grid's "
+              f"edge: extending it by {len(new)} points", flush=True)
+        points += [measure(w, s, f"extend {round_}: {i}/{len(new)}") for i, (w, s) in enumerate(new, 1)]
+    return sorted(points, key=lambda p: (p.guidance_scale, p.guide_scale)), w_grid, s_grid
+
+
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.sample import load_guide, sample_images
+    from pipelines.sample import load_guide, onnx_unet, sample_images
 
     args = parse_args(argv)
     run = RunPaths(args.run)
     try:
+        if args.extend < 0:
+            raise ValueError(f"--extend must be >= 0 (times to extend the grid), got {args.extend}")
         if min(args.num_samples, args.confirm_samples) < 2:
             raise ValueError("--num-samples and --confirm-samples must be at least 2 (FID needs a covariance), got "
                              f"{args.num_samples} and {args.confirm_samples}")
@@ -156,15 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         if len(w_grid) * len(s_grid) < 2:
             raise ValueError("nothing to tune: this model has no null class (no classifier-free guidance) and the "
                              "run no guide model, or the grids hold one point; pass more scales")
+        if args.backend == "onnx":
+            for model in (loaded, guide) if guide is not None else (loaded,):
+                model.model = onnx_unet(model, args.device)
         scorer = make_scorer(args, decoder, device)
         # What the choice compares class accuracy with: the evaluation classifier's on real test images.
         real_accuracy = scorer.classifier().meta["test_accuracy"] if unet.class_cond else None
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    grid = [(w, s) for w in w_grid for s in s_grid]
-    print(f"{len(grid)} points x {args.num_samples} samples ({args.sampler}) on {loaded.path}"
+    print(f"{len(w_grid) * len(s_grid)} points x {args.num_samples} samples ({args.sampler}) on {loaded.path}"
           + (f" with guide {guide.path}" if guide else ""), flush=True)
+
     def measure(w: float, s: float, num_samples: int, tag: str) -> Point:
         start = time.perf_counter()
         images, sample_labels, _, _ = sample_images(
@@ -180,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         return point
 
-    points = [measure(w, s, args.num_samples, f"{i}/{len(grid)}") for i, (w, s) in enumerate(grid, 1)]
+    def pick(points: list[Point]) -> Point:
+        return choose(points, real_accuracy, args.max_accuracy_gap)[0]
+
+    points, w_grid, s_grid = sweep(lambda w, s, tag: measure(w, s, args.num_samples, tag), w_grid, s_grid,
+                                   args.extend, pick)
     best, within = choose(points, real_accuracy, args.max_accuracy_gap)
     notes = edge_notes(best, w_grid, s_grid)
     confirmed: list[Point] = []
@@ -229,6 +280,7 @@ def report(args, loaded, guide, points: list[Point], best: Point, within: bool, 
         "fid": best.fid, "kid": best.kid, "class_accuracy": best.class_accuracy,
         "real_class_accuracy": real_accuracy, "max_accuracy_gap": args.max_accuracy_gap,
         "chosen_within_gap": within,
+        "backend": args.backend, "extend": args.extend,
         "sampler": args.sampler, "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler],
         "num_samples": args.num_samples, "num_real": args.num_real, "data": args.data, "seed": args.seed,
         "feature_net": feature_net["name"],

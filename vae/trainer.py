@@ -60,7 +60,7 @@ class VAETrainer(keras.Model):
         noise = keras.random.normal(tf.shape(mean), seed=self.noise_seed)
         latents = mean + tf.exp(0.5 * logvar) * noise
         recon = self.decoder(latents, training=training)
-        rec = reconstruction_loss(images, recon, self.cfg.recon_loss)
+        rec = reconstruction_loss(images, recon, self.cfg.recon_loss, self.cfg.ssim_weight)
         kl = gaussian_kl(mean, logvar)
         loss = tf.reduce_mean(rec) + self.cfg.kl_weight * tf.reduce_mean(kl)
         return loss, rec, kl

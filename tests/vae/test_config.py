@@ -23,6 +23,7 @@ def test_unknown_keys_rejected():
         ({"recon_loss": "l3"}, "recon_loss must be one of"),
         ({"base_channels": 12}, "not divisible by norm_groups=8"),
         ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
+        ({"ssim_weight": -0.5}, "ssim_weight must be >= 0"),
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
         ({"norm": "batch"}, "norm must be one of"),
     ],

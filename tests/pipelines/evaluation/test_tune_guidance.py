@@ -10,7 +10,7 @@ import pytest
 from diffusion.config import DEFAULT_GUIDANCE_SCALE
 from pipelines.evaluate import main as evaluate
 from pipelines.sample import main as sample
-from pipelines.tune_guidance import Point, choose, edge_notes, scales
+from pipelines.tune_guidance import Point, beyond, choose, edge_notes, scales, sweep
 from pipelines.tune_guidance import main as tune
 
 
@@ -38,6 +38,41 @@ def test_a_best_point_on_the_grid_edge_says_which_way_to_extend_it():
         "the best guidance scale 2 is the highest tried: add higher ones to --guidance-scales"]
 
 
+def test_the_scale_past_an_edge_keeps_the_grid_spacing_and_never_goes_below_1():
+    assert beyond(1.4, [1.0, 1.2, 1.4]) == 1.6  # 1.4 + 0.2 in floating point is 1.5999...: rounded
+    assert beyond(1.25, [1.5, 1.25, 2.0]) == 1.0  # unsorted grid; the lower edge steps down to 1 ...
+    assert beyond(1.1, [1.1, 1.5]) == 1.0  # ... and no further
+    assert beyond(1.0, [1.0, 1.2]) is None  # 1 is "no guidance of that kind": nothing lies past it
+    assert beyond(1.5, [1.25, 1.5, 2.0]) is None  # inside
+    assert beyond(2.0, [2.0]) is None  # one point: no spacing to step by
+
+
+def test_the_sweep_extends_the_grid_until_the_best_point_is_inside_it():
+    calls = []
+
+    def measure(w, s, tag):  # a bowl with its minimum at w = 0.9 (below 1: the grid stops at 1) and s = 1.6
+        calls.append((w, s))
+        return Point(w, s, fid=(w - 0.9) ** 2 + (s - 1.6) ** 2, kid=0.0, class_accuracy=None, seconds=0.0)
+
+    def pick(points):
+        return min(points, key=lambda p: p.fid)
+
+    w_grid, s_grid = [1.25, 1.5, 1.75], [1.0, 1.2, 1.4]
+    points, w_out, s_out = sweep(measure, w_grid, s_grid, extend=0, pick=pick)
+    assert len(points) == 9 and (w_out, s_out) == (w_grid, s_grid)
+    calls.clear()
+    points, w_out, s_out = sweep(measure, w_grid, s_grid, extend=5, pick=pick)
+    # Round 1 adds w 1.0 and s 1.6 (7 new points), round 2 adds s 1.8 (4 more); then (1.0, 1.6) is inside the grid.
+    assert (w_out, s_out) == ([1.0, 1.25, 1.5, 1.75], [1.0, 1.2, 1.4, 1.6, 1.8])
+    assert len(calls) == len(set(calls)) == 20  # every grid point measured once
+    assert sorted(calls) == [(p.guidance_scale, p.guide_scale) for p in points]
+    assert (pick(points).guidance_scale, pick(points).guide_scale) == (1.0, 1.6)
+    assert edge_notes(pick(points), w_out, s_out) == []
+    calls.clear()
+    _, w_out, s_out = sweep(measure, w_grid, s_grid, extend=1, pick=pick)
+    assert len(calls) == 16 and s_out == [1.0, 1.2, 1.4, 1.6]  # stopped after one round, still on the edge
+
+
 def test_scale_lists_are_parsed_and_checked():
     assert scales("1.5, 2,2,2.5") == [1.5, 2.0, 2.5]
     for bad in ("two", "", "-1", "1,nan"):
@@ -54,8 +89,9 @@ def test_tuned_scales_score_as_evaluate_py_and_become_sample_py_defaults(tiny_pi
     sampling = ["--num-samples", "30", "--batch-size", "30", "--sampler", "dpmpp", "--timestep-respacing",
                 "trailing4"]
     # --confirm 2 at the sweep's own sample count re-samples both points: the same seed and labels, the same scores.
-    assert tune(["--run", str(run), "--guidance-scales", "1,4", "--max-accuracy-gap", "1", "--confirm", "2",
-                 "--confirm-samples", "30", *sampling, *eval_flags, *common]) == 0
+    grid = ["--guidance-scales", "1,4", "--max-accuracy-gap", "1", "--extend", "0"]
+    assert tune(["--run", str(run), *grid, "--confirm", "2", "--confirm-samples", "30", *sampling, *eval_flags,
+                 *common]) == 0
     result = json.loads((run / "guidance.json").read_text())
     sweep = result["sweep"]
     assert [(p["guidance_scale"], p["guide_scale"]) for p in sweep] == [(1.0, 1.0), (4.0, 1.0)]  # no guide here
@@ -70,6 +106,15 @@ def test_tuned_scales_score_as_evaluate_py_and_become_sample_py_defaults(tiny_pi
     assert result["grid_edge_notes"] == edge_notes(Point(**best), [1.0, 4.0], [1.0])
     assert DEFAULT_GUIDANCE_SCALE not in (1.0, 4.0)  # so that the check below tells the file's scale from it
     assert "| guidance | guide | FID |" in capsys.readouterr().out
+
+    # The sweep with the U-Net in onnxruntime: images within a grey level of torch's, so nearly the same scores.
+    assert tune(["--run", str(run), *grid, "--backend", "onnx", "--out", str(tmp_path / "onnx.json"), *sampling,
+                 *eval_flags, *common]) == 0
+    by_onnx = json.loads((tmp_path / "onnx.json").read_text())
+    assert (result["backend"], by_onnx["backend"]) == ("torch", "onnx")
+    for p, q in zip(sweep, by_onnx["sweep"], strict=True):
+        assert (q["guidance_scale"], q["class_accuracy"]) == (p["guidance_scale"], p["class_accuracy"])
+        assert q["fid"] == pytest.approx(p["fid"], rel=0.02)
 
     # sample.py without guidance flags now samples at the tuned scale: the images the tuner scored, which
     # evaluate.py scores the same.
@@ -103,4 +148,6 @@ def test_user_errors_are_explained(tiny_pipeline_run, banded_folder, tmp_path, c
     assert "--num-samples and --confirm-samples must be at least 2" in capsys.readouterr().err
     assert tune([*flags, "--confirm", "-1"]) == 2
     assert "--confirm must be >= 0" in capsys.readouterr().err
+    assert tune([*flags, "--extend", "-1"]) == 2
+    assert "--extend must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists() and not (tiny_pipeline_run / "guidance.json").exists()
