@@ -57,4 +57,5 @@ demo-train: setup
 # Benchmarks (figures go to docs/benchmarks.md).
 bench: setup
 	$(PY) pipelines/bench_train.py
+	$(PY) pipelines/bench_vae.py --tf-image-ssim
 	$(PY) pipelines/benchmark.py --sizes 32,64

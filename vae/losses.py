@@ -1,4 +1,5 @@
-"""VAE losses: per-image reconstruction (L1 or L2, optionally with an SSIM term) and the KL divergence of a diagonal Gaussian to N(0, I).
+"""VAE losses: per-image reconstruction (L1 or L2, optionally with an SSIM term) and the KL divergence of a
+diagonal Gaussian to N(0, I).
 
 Both are summed over an image's elements and averaged over the batch, as in the latent-diffusion autoencoder,
 so the KL weight means the same thing as there (around 1e-6 .. 1e-4) whatever the image size.

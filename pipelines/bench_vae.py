@@ -1,0 +1,99 @@
+"""Benchmark stage-1 training steps: ms per compiled VAETrainer.train_step (forward, backward, AdamW) at a VAE preset
+on random uint8 images, for each SSIM loss weight given, and, with --tf-image-ssim, with the SSIM term computed by
+tf.image.ssim instead of vae.losses' matrix form (what it replaced). Prints a markdown table.
+
+    python pipelines/bench_vae.py --ssim-weights 0,2.6 --tf-image-ssim
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pipelines.cli import make_parser  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None):
+    p = make_parser(__doc__)
+    p.add_argument("--preset", default="fashion_mnist", help="VAE preset (vae.config.PRESETS)")
+    p.add_argument("--ssim-weights", default="0,2.6", help="comma list of --ssim-weight values to time")
+    p.add_argument("--tf-image-ssim", action="store_true",
+                   help="also time each non-zero weight with tf.image.ssim as the SSIM term")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--steps", type=int, default=40, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=3, help="repeats (the best is reported)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps after compiling")
+    return p.parse_args(argv)
+
+
+def tf_image_ssim_loss(images, recon):
+    """1 - tf.image.ssim on the [0, 1] scale: the library form, for comparison."""
+    import tensorflow as tf
+
+    a, b = (tf.cast(images, tf.float32) + 1) * 0.5, (tf.cast(recon, tf.float32) + 1) * 0.5
+    return 1.0 - tf.image.ssim(a, b, max_val=1.0, filter_size=min(11, int(images.shape[1])))
+
+
+def step_ms(cfg, batch: int, steps: int, repeats: int, warmup: int) -> list[float]:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from vae.trainer import VAETrainer
+
+    images = tf.constant(np.random.default_rng(0).integers(
+        0, 256, size=(batch, cfg.image_size, cfg.image_size, cfg.channels), dtype=np.uint8))
+    keras.utils.set_random_seed(cfg.seed)
+    trainer = VAETrainer(cfg)
+    trainer.compile(optimizer=trainer.make_optimizer())
+    trainer.optimizer.build(trainer.trainable_variables)
+    step = tf.function(trainer.train_step, jit_compile=cfg.jit_compile)
+    for _ in range(warmup):
+        step(images)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = step(images)
+        float(out["loss"])  # wait for the last step
+        times.append((time.perf_counter() - start) / steps * 1000)
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vae import losses
+    from vae.config import preset
+
+    args = parse_args(argv)
+    try:
+        cfg = preset(args.preset)
+        weights = [float(w) for w in args.ssim_weights.split(",") if w.strip()]
+        if not weights or any(w < 0 for w in weights):
+            raise ValueError(f"--ssim-weights {args.ssim_weights!r}: give one or more weights >= 0")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    batch = args.batch_size or cfg.batch_size
+    cases = [(w, "vae.losses (matrix form)" if w else "-") for w in weights]
+    if args.tf_image_ssim:
+        cases += [(w, "tf.image.ssim") for w in weights if w]
+    print(f"VAE preset {args.preset}, batch {batch}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; best of {args.repeats} x {args.steps} steps\n")
+    print("| ssim_weight | SSIM by | ms per step (best) | repeats |\n|---|---|---|---|")
+    matrix_form = losses.ssim_loss
+    for weight, by in cases:
+        losses.ssim_loss = tf_image_ssim_loss if by == "tf.image.ssim" else matrix_form
+        try:
+            times = step_ms(cfg.replace(ssim_weight=weight), batch, args.steps, args.repeats, args.warmup)
+        finally:
+            losses.ssim_loss = matrix_form
+        print(f"| {weight:g} | {by} | {min(times):.1f} | {', '.join(f'{t:.1f}' for t in times)} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
