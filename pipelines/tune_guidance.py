@@ -124,17 +124,15 @@ def choose(points: list[Point], real_accuracy: float | None, gap: float) -> tupl
 
 
 def edge_notes(best: Point, w_grid: list[float], s_grid: list[float]) -> list[str]:
-    """Where the best point lies on the grid's edge, the optimum may lie beyond it: say which way to extend the grid.
-    Scale 1 (no guidance of that kind) is a natural lower edge and is not reported."""
+    """Where the best point lies on an edge of the grid that `beyond` could pass, the optimum may lie past it: say
+    which way to extend the grid. Scale 1 (no guidance of that kind) is a natural lower edge and is not reported."""
     notes = []
     for name, flag, value, grid in (("guidance", "--guidance-scales", best.guidance_scale, w_grid),
                                     ("guide", "--guide-scales", best.guide_scale, s_grid)):
-        if len(grid) < 2:
-            continue
-        if value == min(grid) and value > 1:
-            notes.append(f"the best {name} scale {value:g} is the lowest tried: add lower ones to {flag}")
-        elif value == max(grid):
-            notes.append(f"the best {name} scale {value:g} is the highest tried: add higher ones to {flag}")
+        past = beyond(value, grid)
+        if past is not None:
+            side, more = ("lowest", "lower") if past < value else ("highest", "higher")
+            notes.append(f"the best {name} scale {value:g} is the {side} tried: add {more} ones to {flag}")
     return notes
 
 
