@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from vae.model import load_vae
 
     try:
-        cfg, _, _ = load_vae(RunPaths(args.run).vae)
+        cfg, _, _ = load_vae(RunPaths(args.run).vae, tuned_decoder=False)
     except FileNotFoundError as e:
         raise SystemExit(str(e)) from e
     limit = None if args.all else (args.limit if args.limit is not None else cfg.limit)

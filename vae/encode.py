@@ -71,7 +71,7 @@ def encode_dataset(run_dir: str | os.PathLike, data: Dataset, batch_size: int = 
     `channel` (each channel standardised)."""
     if latent_norm not in LATENT_NORMS:
         raise ValueError(f"latent_norm must be one of {LATENT_NORMS}, got {latent_norm!r}")
-    cfg, encoder, _ = load_vae(RunPaths(run_dir).vae)
+    cfg, encoder, _ = load_vae(RunPaths(run_dir).vae, tuned_decoder=False)
     if data.image_shape != (cfg.image_size, cfg.image_size, cfg.channels):
         raise ValueError(f"images are {data.image_shape} but the VAE was trained on "
                          f"{(cfg.image_size, cfg.image_size, cfg.channels)}; load the data with the VAE's settings")

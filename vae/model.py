@@ -121,24 +121,38 @@ def build_decoder(cfg: VAEConfig) -> keras.Model:
 
 ENCODER_FILE = "encoder.keras"
 DECODER_FILE = "decoder.keras"
+TUNED_DECODER = "decoder"  # RUN/vae/decoder/: the decoder fine-tuned on the run's latents (vae.decoder_tune)
 
 
 def save_models(folder: str | os.PathLike, encoder: keras.Model, decoder: keras.Model) -> None:
     """Write encoder.keras and decoder.keras (Keras native format) into an existing folder."""
-    folder = Path(folder)
-    encoder.save(folder / ENCODER_FILE)
-    decoder.save(folder / DECODER_FILE)
+    encoder.save(Path(folder) / ENCODER_FILE)
+    save_decoder(folder, decoder)
+
+
+def save_decoder(folder: str | os.PathLike, decoder: keras.Model) -> None:
+    decoder.save(Path(folder) / DECODER_FILE)
 
 
 def load_models(folder: str | os.PathLike) -> tuple[keras.Model, keras.Model]:
     """Load encoder.keras and decoder.keras with safe_mode=True (no code from the file is executed)."""
-    folder = Path(folder)
-    encoder = keras.saving.load_model(folder / ENCODER_FILE, safe_mode=True, compile=False)
-    decoder = keras.saving.load_model(folder / DECODER_FILE, safe_mode=True, compile=False)
-    # One call on a zero batch: Keras' ONNX export refuses a model that has never been called.
-    for model in (encoder, decoder):
-        model(np.zeros((1, *model.input_shape[1:]), np.float32))
-    return encoder, decoder
+    return load_model_file(Path(folder) / ENCODER_FILE), load_model_file(Path(folder) / DECODER_FILE)
+
+
+def load_model_file(path: Path) -> keras.Model:
+    """One .keras file, safe_mode=True, called once on a zero batch (Keras' ONNX export refuses a model that has
+    never been called)."""
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    model(np.zeros((1, *model.input_shape[1:]), np.float32))
+    return model
+
+
+def vae_root(vae_dir: str | os.PathLike) -> Path:
+    """RUN/vae from the run folder or from RUN/vae itself."""
+    vae_dir = Path(vae_dir)
+    if (vae_dir / "vae").is_dir() and not (vae_dir / "model").is_dir():
+        return vae_dir / "vae"
+    return vae_dir
 
 
 def resolve_model_dir(vae_dir: str | os.PathLike) -> Path:
@@ -146,9 +160,7 @@ def resolve_model_dir(vae_dir: str | os.PathLike) -> Path:
 
     `vae_dir` may be the run folder or its vae/ sub-folder.
     """
-    vae_dir = Path(vae_dir)
-    if (vae_dir / "vae").is_dir() and not (vae_dir / "model").is_dir():
-        vae_dir = vae_dir / "vae"
+    vae_dir = vae_root(vae_dir)
     for sub in ("model", "checkpoint"):
         folder = vae_dir / sub
         if (folder / ENCODER_FILE).is_file() and (folder / DECODER_FILE).is_file():
@@ -159,11 +171,22 @@ def resolve_model_dir(vae_dir: str | os.PathLike) -> Path:
     )
 
 
-def load_vae(vae_dir: str | os.PathLike) -> tuple[VAEConfig, keras.Model, keras.Model]:
-    """(config, encoder, decoder) of the final (or else newest complete) model under `vae_dir`; see the builders."""
-    from runfs import read_json
+def load_vae(vae_dir: str | os.PathLike, tuned_decoder: bool = True) -> tuple[VAEConfig, keras.Model, keras.Model]:
+    """(config, encoder, decoder) of the final (or else newest complete) model under `vae_dir`; see the builders.
+
+    With `tuned_decoder` (the default) the decoder comes from RUN/vae/decoder/ when `pipelines/tune_decoder.py` wrote
+    one from this very model (its meta.json names the model's digest); one tuned from another model is refused."""
+    from runfs import file_digest, read_json
 
     folder = resolve_model_dir(vae_dir)
     cfg = VAEConfig.from_dict(read_json(folder / "config.json"))
     encoder, decoder = load_models(folder)
+    tuned = vae_root(vae_dir) / TUNED_DECODER
+    if tuned_decoder and (tuned / DECODER_FILE).is_file():
+        base = read_json(tuned / "meta.json").get("base_model")
+        if base != file_digest(folder):
+            raise ValueError(f"{tuned} was fine-tuned from another VAE than {folder} (digest {base} vs "
+                             f"{file_digest(folder)}); rerun `python pipelines/tune_decoder.py --run RUN` or "
+                             f"delete {tuned}")
+        decoder = load_model_file(tuned / DECODER_FILE)
     return cfg, encoder, decoder
