@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     from runfs.latent_norm import LatentNorm
     from vae.data import load_dataset
     from vae.encode import encode_dataset
-    from vae.model import load_vae
+    from vae.model import load_vae_config
 
     try:
-        cfg, _, _ = load_vae(RunPaths(args.run).vae, tuned_decoder=False)
+        cfg = load_vae_config(RunPaths(args.run).vae)
     except FileNotFoundError as e:
         raise SystemExit(str(e)) from e
     limit = None if args.all else (args.limit if args.limit is not None else cfg.limit)

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                                  seed=args.seed)
     except ValueError as e:
         raise SystemExit(f"bad settings: {e}") from e
-    from vae.model import TUNED_DECODER, load_vae
+    from vae.model import TUNED_DECODER, load_vae_config
 
     if (run.vae / TUNED_DECODER / "meta.json").is_file() and not args.overwrite:
         raise SystemExit(f"{run.vae / TUNED_DECODER} exists already; pass --overwrite to tune the VAE's decoder again")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{meta_path} is missing: encode the dataset first: "
                          f"python pipelines/encode.py --run {run.root}")
     try:
-        cfg, _, _ = load_vae(run.vae, tuned_decoder=False)
+        cfg = load_vae_config(run.vae)
     except FileNotFoundError as e:
         raise SystemExit(str(e)) from e
     from vae.data import load_dataset
@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The images the latents were encoded from (encode.py's defaults; tune_decoder checks that the counts agree).
     data = load_dataset(read_json(meta_path).get("data") or cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit,
-                        seed=cfg.seed,
-                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
+                        seed=cfg.seed, val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
     try:
         info = tune_decoder(run.root, data, tcfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:

@@ -35,7 +35,7 @@ from vae.checkpoint import versions
 from vae.data import Dataset
 from vae.losses import reconstruction_loss
 from vae.metrics import mean_finite, psnr_ssim
-from vae.model import TUNED_DECODER, load_vae, resolve_model_dir, save_decoder
+from vae.model import DECODER_FILE, TUNED_DECODER, load_model_file, model_config, resolve_model_dir, save_decoder
 from vae.train import learning_rate, setup_tensorflow
 from vae.trainer import images_to_float
 
@@ -105,7 +105,7 @@ def tune_decoder(run_dir: str | os.PathLike, data: Dataset, tcfg: DecoderTuneCon
     if meta.get("vae_checkpoint") != base:
         raise ValueError(f"{run.latents} was encoded by another VAE than {model_dir} (digest "
                          f"{meta.get('vae_checkpoint')} vs {base}): rerun {encode_hint}")
-    cfg, _, decoder = load_vae(run.vae, tuned_decoder=False)
+    cfg, decoder = model_config(model_dir), load_model_file(model_dir / DECODER_FILE)  # the encoder is not needed
     train_latents = _read_latents(run, "train")
     if len(train_latents) != len(data.train_images):
         raise ValueError(f"{run.latents} holds {len(train_latents)} train latents but the data has "
@@ -141,23 +141,28 @@ def tune_decoder(run_dir: str | os.PathLike, data: Dataset, tcfg: DecoderTuneCon
 
     step_fn = tf.function(train_step, jit_compile=cfg.jit_compile)
     rng = np.random.default_rng(tcfg.seed)
+
+    def batches():
+        """Index batches of seeded per-epoch permutations, sorted (contiguous-ish reads of the arrays), forever."""
+        while True:
+            order = rng.permutation(len(train_latents))
+            for start in range(0, steps_per_epoch * batch_size, batch_size):
+                yield np.sort(order[start:start + batch_size])
+
     step, started = 0, time.perf_counter()
     budget_s = 60.0 * tcfg.max_train_minutes if tcfg.max_train_minutes else math.inf
     with tqdm(total=None if total_steps == math.inf else total_steps, desc="tune decoder", unit="step",
               disable=not progress) as bar:
-        while step < total_steps and time.perf_counter() - started < budget_s:
-            order = rng.permutation(len(train_latents))
-            for start in range(0, steps_per_epoch * batch_size, batch_size):
-                elapsed = time.perf_counter() - started
-                if step >= total_steps or elapsed >= budget_s:
-                    break
-                optimizer.learning_rate.assign(learning_rate(schedule, step, total_steps, elapsed))
-                idx = np.sort(order[start:start + batch_size])  # sorted: contiguous-ish reads of the arrays
-                loss = step_fn(train_latents[idx], data.train_images[idx])
-                step += 1
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix({"loss": f"{float(loss):.4g}"})
+        for idx in batches():
+            elapsed = time.perf_counter() - started
+            if step >= total_steps or elapsed >= budget_s:
+                break
+            optimizer.learning_rate.assign(learning_rate(schedule, step, total_steps, elapsed))
+            loss = step_fn(train_latents[idx], data.train_images[idx])
+            step += 1
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix({"loss": f"{float(loss):.4g}"})
     seconds = time.perf_counter() - started
     after = score(decoder, val_latents, val_images) if has_val else None
     info = {"base_model": base, "base_model_dir": str(model_dir), "steps": step, "train_seconds": round(seconds, 2),

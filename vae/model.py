@@ -179,14 +179,25 @@ def load_vae(vae_dir: str | os.PathLike, tuned_decoder: bool = True) -> tuple[VA
     from runfs import file_digest, read_json
 
     folder = resolve_model_dir(vae_dir)
-    cfg = VAEConfig.from_dict(read_json(folder / "config.json"))
+    cfg = model_config(folder)
     encoder, decoder = load_models(folder)
     tuned = vae_root(vae_dir) / TUNED_DECODER
     if tuned_decoder and (tuned / DECODER_FILE).is_file():
-        base = read_json(tuned / "meta.json").get("base_model")
-        if base != file_digest(folder):
-            raise ValueError(f"{tuned} was fine-tuned from another VAE than {folder} (digest {base} vs "
-                             f"{file_digest(folder)}); rerun `python pipelines/tune_decoder.py --run RUN` or "
-                             f"delete {tuned}")
+        base, digest = read_json(tuned / "meta.json").get("base_model"), file_digest(folder)
+        if base != digest:
+            raise ValueError(f"{tuned} was fine-tuned from another VAE than {folder} (digest {base} vs {digest}); "
+                             f"rerun `python pipelines/tune_decoder.py --run RUN` or delete {tuned}")
         decoder = load_model_file(tuned / DECODER_FILE)
     return cfg, encoder, decoder
+
+
+def load_vae_config(vae_dir: str | os.PathLike) -> VAEConfig:
+    """The VAEConfig of the model load_vae would load, without loading the Keras models."""
+    return model_config(resolve_model_dir(vae_dir))
+
+
+def model_config(folder: Path) -> VAEConfig:
+    """The VAEConfig saved in a model folder (model/ or checkpoint/)."""
+    from runfs import read_json
+
+    return VAEConfig.from_dict(read_json(folder / "config.json"))
