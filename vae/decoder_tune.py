@@ -131,7 +131,8 @@ def tune_decoder(run_dir: str | os.PathLike, data: Dataset, tcfg: DecoderTuneCon
 
     def train_step(latents, images):
         images = images_to_float(images)
-        latents = latents + sigma * keras.random.normal(tf.shape(latents), seed=noise_seed)
+        if tcfg.latent_noise:  # decided when traced: no noise drawn per step without it
+            latents = latents + sigma * keras.random.normal(tf.shape(latents), seed=noise_seed)
         with tf.GradientTape() as tape:
             recon = decoder(latents, training=True)
             loss = tf.reduce_mean(reconstruction_loss(images, recon, cfg.recon_loss, cfg.ssim_weight))

@@ -179,16 +179,16 @@ def load_vae(vae_dir: str | os.PathLike, tuned_decoder: bool = True) -> tuple[VA
     from runfs import file_digest, read_json
 
     folder = resolve_model_dir(vae_dir)
-    cfg = model_config(folder)
-    encoder, decoder = load_models(folder)
     tuned = vae_root(vae_dir) / TUNED_DECODER
-    if tuned_decoder and (tuned / DECODER_FILE).is_file():
+    decoder_dir = tuned if tuned_decoder and (tuned / DECODER_FILE).is_file() else folder
+    if decoder_dir == tuned:
         base, digest = read_json(tuned / "meta.json").get("base_model"), file_digest(folder)
         if base != digest:
             raise ValueError(f"{tuned} was fine-tuned from another VAE than {folder} (digest {base} vs {digest}); "
                              f"rerun `python pipelines/tune_decoder.py --run RUN` or delete {tuned}")
-        decoder = load_model_file(tuned / DECODER_FILE)
-    return cfg, encoder, decoder
+    # Each file loaded once: the model's own decoder is not read when the tuned one replaces it.
+    encoder, decoder = load_model_file(folder / ENCODER_FILE), load_model_file(decoder_dir / DECODER_FILE)
+    return model_config(folder), encoder, decoder
 
 
 def load_vae_config(vae_dir: str | os.PathLike) -> VAEConfig:
