@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import tf2onnx
 
 from bridge.groupnorm import GroupNormSpec, fuse_group_norms
 from bridge.spec import BRIDGE_JSON, DECODER_FILE, ENCODER_FILE, FORMAT_VERSION
-from runfs import atomic_dir, file_digest, write_json
+from runfs import atomic_dir, file_digest, versions, write_json
 from runfs.latent_norm import LatentNorm
 
 PARITY_TOLERANCE = 1e-4
@@ -40,7 +39,7 @@ class ParityError(RuntimeError):
 def wrap_decoder(decoder: keras.Model, latent_norm: LatentNorm, latent_shape: tuple[int, int, int]) -> keras.Model:
     """Decoder over the diffusion model's output: `latents` (N, z, h, w) scaled NCHW -> images (N, S, S, C) NHWC."""
     latents = keras.Input(shape=tuple(latent_shape), name="latents", dtype="float32")
-    # The one place the scale is undone (DESIGN.md): the diffusion model works on (z - shift) * scale.
+    # The one place the scale is undone (docs/design.md): the diffusion model works on (z - shift) * scale.
     nhwc = keras.ops.transpose(latents, (0, 2, 3, 1))  # (N, h, w, z)
     if latent_norm.mode == "global":  # one Div by a scalar, as before per-channel norms existed
         unscaled = nhwc / np.float32(latent_norm.scale[0])
@@ -136,18 +135,6 @@ def _max_abs_diff(path: Path, inputs: np.ndarray, expected: list[np.ndarray], ba
     outputs = [session.run(None, {name: inputs[i : i + batch]}) for i in range(0, len(inputs), batch)]
     got = [np.concatenate([o[k] for o in outputs]) for k in range(len(expected))]
     return max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected, strict=True))
-
-
-def _versions() -> dict[str, str]:
-    return {
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "tf2onnx": tf2onnx.__version__,
-        "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def export_bridge(
@@ -259,6 +246,6 @@ def _bridge_info(
         "channels": int(channels),
         "opset": int(opset),
         "vae_checkpoint": vae_checkpoint,
-        "versions": _versions(),
+        "versions": versions("onnx", "onnxruntime", "tf2onnx", "keras", "tensorflow", "numpy"),
         "parity": parity,
     }

@@ -124,6 +124,20 @@ class DiffusionConfig(ConfigMixin):
             raise ValueError(f"diffusion_steps must be >= 1, got {self.diffusion_steps}")
 
 
+@dataclass
+class ClassifierConfig(ConfigMixin):
+    """The noisy-input classifier (`EncoderUNetModel`) for classifier guidance: the reference's classifier flags;
+    image_size, in_channels and num_classes are set from the data."""
+
+    classifier_width: int = 64
+    classifier_depth: int = 2
+    classifier_attention_resolutions: str = "4"
+    classifier_use_scale_shift_norm: bool = True
+    classifier_resblock_updown: bool = True
+    classifier_pool: str = "attention"
+    channel_mult: str = "1,2"
+
+
 # Classifier-free guidance scale that sample.py and demo.py use for models with a null class when none is given:
 # the shipped Fashion-MNIST model's best measured FID with its class accuracy within 5 points of real images'
 # (5,000 samples, dpmpp 20: guidance 1.75 / 2 / 2.25 / 2.5 / 3 -> FID 0.85 / 0.67 / 0.61 / 0.61 / 0.74, class

@@ -1,22 +1,34 @@
 """Sampling loops over a diffusion process and any denoiser `model(x, t, **model_kwargs)`.
 
-The per-step updates (ancestral, DDIM) are methods of `GaussianDiffusion`; this module owns the loops, the noise
-draws and DPM-Solver++ (2M). Noise: with `generator=None` every draw comes from torch's global RNG in the
-reference's order (the start noise, then one `randn_like` per step), so `torch.manual_seed` reproduces
+The per-step updates (ancestral, DDIM) are methods of the process (`GaussianDiffusion`); this module owns the
+loops, the noise draws and DPM-Solver++ (2M). Noise: with `generator=None` every draw comes from torch's global RNG
+in the reference's order (the start noise, then one `randn_like` per step), so `torch.manual_seed` reproduces
 guided-diffusion's samples; with a `torch.Generator` every draw uses it instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from diffusion.gaussian_diffusion import GaussianDiffusion
+
+class DiffusionProcess(Protocol):
+    """What the loops here need of a process (diffusion.gaussian_diffusion.GaussianDiffusion is one): this module
+    does not import it, so the dependency runs one way, from the process to its samplers."""
+
+    num_timesteps: int
+    alphas_cumprod: Any  # float64 [T]
+
+    def p_mean_variance(self, model: Any, x: Tensor, t: Tensor, clip_denoised: bool = False,
+                        denoised_fn: Callable[[Tensor], Tensor] | None = None,
+                        model_kwargs: dict[str, Any] | None = None) -> dict[str, Tensor]: ...
+
+    def condition_score(self, cond_fn: Callable[..., Tensor], p_mean_var: dict[str, Tensor], x: Tensor, t: Tensor,
+                        model_kwargs: dict[str, Any] | None = None) -> dict[str, Tensor]: ...
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -96,7 +108,7 @@ def final_sample(progressive: Iterator[dict[str, Tensor]]) -> Tensor:
 
 
 def dpm_solver_pp_sample_loop_progressive(
-    diffusion: GaussianDiffusion,
+    diffusion: DiffusionProcess,
     model: Any,
     shape: Sequence[int],
     noise: Tensor | None = None,

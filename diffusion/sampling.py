@@ -11,13 +11,12 @@ from typing import Any
 
 import torch
 
-from diffusion.config import DiffusionConfig, UNetConfig
+from diffusion.checkpoints import find_checkpoint, load_weights, read_checkpoint_config, weights_file
+from diffusion.config import ClassifierConfig, DiffusionConfig, UNetConfig
 from diffusion.factory import create_classifier, create_gaussian_diffusion, create_model
 from diffusion.guidance import Guidance, classifier_cond_fn
 from diffusion.nn import to_preferred_format
 from diffusion.respace import DEFAULT_LAMBDA_MIN
-from diffusion.training import checkpoint as ckpt
-from diffusion.training.config import ClassifierConfig
 
 # Each sampler's respacing when none is given: the reference's DDIM spacing, a trailing grid for DPM-Solver++.
 DEFAULT_RESPACING = {"ddpm": "", "ddim": "ddim50", "dpmpp": "trailing20"}
@@ -39,56 +38,29 @@ class LoadedCheckpoint:
         return DiffusionConfig.from_dict(self.config["diffusion"])
 
 
-def find_checkpoint(path: str | os.PathLike, trainer: str) -> Path:
-    """A checkpoint folder itself, or the newest complete one below a checkpoint root."""
-    path = Path(path)
-    if (path / "meta.json").is_file():
-        return path
-    if path.name.startswith("step_") and not path.exists():  # a mistyped checkpoint folder
-        there = [p.name for p in ckpt.list_checkpoints(path.parent)]
-        raise FileNotFoundError(f"no checkpoint folder {path}; {path.parent} holds {there or 'none'}")
-    found = ckpt.latest_checkpoint(path)
-    if found is None:
-        raise FileNotFoundError(f"no checkpoint in {path}: train one first with `python pipelines/{trainer}.py "
-                                f"--run {path.parent}`")
-    return found
-
-
-def _weights_file(folder: Path, ema: str) -> Path:
-    rates = [p.name[len("ema_"):-len(".safetensors")] for p in sorted(folder.glob("ema_*.safetensors"))]
-    if ema == "none":
-        return folder / "model.safetensors"
-    if ema == "auto":
-        return folder / f"ema_{rates[0]}.safetensors" if rates else folder / "model.safetensors"
-    if ema not in rates:
-        raise ValueError(f"{folder} has no EMA weights for rate {ema}; available: {rates or 'none'} "
-                         "(or --ema none for the raw weights)")
-    return folder / f"ema_{ema}.safetensors"
-
-
 def load_diffusion_checkpoint(path: str | os.PathLike, ema: str = "auto",
                               device: torch.device | str = "cpu") -> LoadedCheckpoint:
     """Rebuild the U-Net from config.json and load its weights: EMA ("auto": the first rate), a rate, or "none"."""
     folder = find_checkpoint(path, "train_diffusion")
-    config = ckpt.read_checkpoint_config(folder)
+    config = read_checkpoint_config(folder)
     if config.get("kind") != "diffusion":
         raise ValueError(f"{folder} holds a {config.get('kind')!r} checkpoint, not a diffusion model")
     model = create_model(UNetConfig.from_dict(config["model"]))
-    weights = _weights_file(folder, ema)
-    model.load_state_dict(ckpt.load_weights(weights, device), strict=True)
+    weights = weights_file(folder, ema)
+    model.load_state_dict(load_weights(weights, device), strict=True)
     # channels_last on the CPU: the no-grad forward is several times faster (docs/bench/unet.md).
     return LoadedCheckpoint(to_preferred_format(model.to(device).eval()), config, folder, weights.name)
 
 
 def load_classifier_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedCheckpoint:
     folder = find_checkpoint(path, "train_classifier")
-    config = ckpt.read_checkpoint_config(folder)
+    config = read_checkpoint_config(folder)
     if config.get("kind") != "classifier":
         raise ValueError(f"{folder} holds a {config.get('kind')!r} checkpoint, not a classifier")
     shape_args = {k: config[k] for k in ("image_size", "in_channels", "num_classes")}
     model = create_classifier(**shape_args, **ClassifierConfig.from_dict(config["model"]).to_dict())
-    weights = _weights_file(folder, "auto")
-    model.load_state_dict(ckpt.load_weights(weights, device), strict=True)
+    weights = weights_file(folder, "auto")
+    model.load_state_dict(load_weights(weights, device), strict=True)
     return LoadedCheckpoint(model.to(device).eval(), config, folder, weights.name)
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from diffusion import checkpoints as ckpt
 from diffusion.sampling import find_checkpoint
-from diffusion.training import checkpoint as ckpt
 from diffusion.tuned_guidance import GUIDANCE_FILE
 from pipelines.cli import make_parser
 from runfs import RunPaths, atomic_dir, read_json, write_json

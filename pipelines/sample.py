@@ -15,7 +15,9 @@ import time
 import numpy as np
 import torch
 
+from diffusion.checkpoints import latest_checkpoint
 from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, DEFAULT_GUIDE_SCALE
+from diffusion.device import pick_device
 from diffusion.respace import DEFAULT_LAMBDA_MIN
 from diffusion.sampling import (
     DEFAULT_RESPACING,
@@ -26,8 +28,6 @@ from diffusion.sampling import (
     load_diffusion_checkpoint,
     make_labels,
 )
-from diffusion.training.checkpoint import latest_checkpoint
-from diffusion.training.distributed import pick_device
 from diffusion.tuned_guidance import GUIDANCE_FILE, resolve_guidance
 from pipelines.cli import make_parser
 from pipelines.sample_output import save_samples

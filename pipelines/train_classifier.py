@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from diffusion.config import PRESETS, DiffusionConfig
+from diffusion.config import PRESETS, ClassifierConfig, DiffusionConfig
 from diffusion.training import TrainConfig
-from diffusion.training.config import CLASSIFIER_TRAIN_PRESET, ClassifierConfig
+from diffusion.training.config import CLASSIFIER_TRAIN_PRESET
 from diffusion.training.session import build_training
 from pipelines.cli import add_config_args, add_training_args, apply_args, make_parser, run_training
 from pipelines.train_data import load_train_data

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from diffusion.device import pick_device
 from diffusion.sampling import DEFAULT_RESPACING, load_diffusion_checkpoint, make_labels
-from diffusion.training.distributed import pick_device
 from diffusion.tuned_guidance import GUIDANCE_FILE
 from pipelines.cli import make_parser
 from pipelines.evaluation.features import KINDS

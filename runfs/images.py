@@ -35,3 +35,9 @@ def save_png(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> None
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     with atomic_path(path, suffix=".png") as tmp:
         picture.save(tmp, format="PNG")
+
+
+def save_pair_grid(path: str | os.PathLike, originals: np.ndarray, recons: np.ndarray, scale: int = 2) -> None:
+    """originals, recons (N, H, W, C) in [-1, 1] -> a 2-row PNG (top: originals, bottom: their reconstructions)."""
+    rows = [np.concatenate(list(to_uint8(batch)), axis=1) for batch in (originals, recons)]
+    save_png(path, np.concatenate(rows, axis=0), scale=scale)

@@ -59,3 +59,4 @@ def file_digest(path: str | os.PathLike, length: int = 16) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:length]
+

@@ -8,15 +8,14 @@ meta.json (step, epoch, batch within the epoch, versions). DIR/vae/model/ holds 
 from __future__ import annotations
 
 import os
-import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 from runfs import atomic_dir, atomic_path, read_json, write_json
+from runfs import versions as software_versions
 from vae.model import load_models, save_models
 from vae.trainer import VAETrainer
 
@@ -25,10 +24,8 @@ MODEL = "model"
 
 
 def versions() -> dict[str, str]:
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
-            "numpy": np.__version__}
+    """What a stage-1 file's meta.json records: the Keras side's software."""
+    return software_versions("keras", "tensorflow", "numpy")
 
 
 def _write_model_folder(folder: Path, trainer: VAETrainer, state: dict[str, Any]) -> None:

@@ -19,10 +19,10 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from runfs import RunPaths, read_json, write_json
+from runfs.images import save_pair_grid
 from vae.checkpoint import CHECKPOINT, restore_checkpoint, save_checkpoint, save_final
 from vae.config import VAEConfig
 from vae.data import Dataset
-from vae.grid import save_pair_grid
 from vae.metrics import mean_finite
 from vae.trainer import VAETrainer, images_to_float
 

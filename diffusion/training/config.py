@@ -97,20 +97,6 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 GUIDE_TRAINING = {"max_steps": 800, "ema_rate": "0.99"}
 
 
-@dataclass
-class ClassifierConfig(ConfigMixin):
-    """The noisy-input classifier (`EncoderUNetModel`) for classifier guidance: the reference's classifier flags;
-    image_size, in_channels and num_classes are set from the data."""
-
-    classifier_width: int = 64
-    classifier_depth: int = 2
-    classifier_attention_resolutions: str = "4"
-    classifier_use_scale_shift_norm: bool = True
-    classifier_resblock_updown: bool = True
-    classifier_pool: str = "attention"
-    channel_mult: str = "1,2"
-
-
 # The noisy-input classifier on Fashion-MNIST latents (the reference trains its classifiers with AdamW, wd 0.05).
 CLASSIFIER_TRAIN_PRESET = TrainConfig(batch_size=128, lr=3e-4, weight_decay=0.05, ema_rate="0.999", max_steps=1500,
                                       save_interval=500, log_interval=50, ema_warmup=True, grad_clip=1.0)

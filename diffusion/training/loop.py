@@ -22,6 +22,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
+from diffusion import checkpoints
 from diffusion.nn import to_preferred_format
 from diffusion.resample import LossSecondMomentResampler, ScheduleSampler
 from diffusion.training import checkpoint as ckpt
@@ -73,10 +74,10 @@ class TrainLoop:
 
     # -- state ---------------------------------------------------------------------------------------------
     def _resume(self) -> Path | None:
-        found = ckpt.latest_checkpoint(self.out_dir)
+        found = checkpoints.latest_checkpoint(self.out_dir)
         if found is None:
             return None
-        stored = ckpt.read_checkpoint_config(found)
+        stored = checkpoints.read_checkpoint_config(found)
         for key in ("model", "diffusion"):
             if key in self.run_config and stored.get(key) != self.run_config.get(key):
                 raise ValueError(
@@ -84,11 +85,11 @@ class TrainLoop:
                     f"same flags to resume, or choose a new --run folder.\n stored:    {stored.get(key)}\n "
                     f"requested: {self.run_config.get(key)}")
         device = self.dist.device
-        self.model.load_state_dict(ckpt.load_weights(found / "model.safetensors", device))
+        self.model.load_state_dict(checkpoints.load_weights(found / "model.safetensors", device))
         for rate in self.ema.rates:
-            path = found / ckpt.ema_filename(rate)
+            path = found / checkpoints.ema_filename(rate)
             if path.is_file():
-                self.ema.load(rate, ckpt.load_weights(path, device))
+                self.ema.load(rate, checkpoints.load_weights(path, device))
         if (found / "optimizer.pt").is_file():
             self.opt.load_state_dict(ckpt.load_torch_state(found / "optimizer.pt"))
         state = ckpt.load_torch_state(found / "state.pt")

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import torch
 
-from diffusion.config import DiffusionConfig, UNetConfig
+from diffusion.checkpoints import latest_checkpoint
+from diffusion.config import ClassifierConfig, DiffusionConfig, UNetConfig
+from diffusion.device import resolve_precision
 from diffusion.factory import create_classifier, create_gaussian_diffusion, create_model_and_diffusion
 from diffusion.resample import create_named_schedule_sampler
-from diffusion.training import checkpoint as ckpt
-from diffusion.training.config import ClassifierConfig, TrainConfig
+from diffusion.training.config import TrainConfig
 from diffusion.training.data import TrainData
-from diffusion.training.distributed import DistInfo, resolve_precision, setup_distributed
+from diffusion.training.distributed import DistInfo, setup_distributed
 from diffusion.training.ema import warmup_note
 from diffusion.training.loop import TrainLoop
 from diffusion.training.objectives import classifier_objective, diffusion_objective
@@ -44,7 +45,7 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
                    tensorboard: bool = False) -> TrainingSession:
     """`kind` "diffusion" trains the U-Net; "classifier" the noisy-input classifier on the same data."""
     out_dir = Path(out_dir)
-    if require_resume and ckpt.latest_checkpoint(out_dir) is None:
+    if require_resume and latest_checkpoint(out_dir) is None:
         raise FileNotFoundError(f"--resume: no complete checkpoint in {out_dir} to continue from")
     dist = setup_distributed(device)
     torch.manual_seed(train.seed)  # identical initial weights on every rank (DDP also broadcasts them)

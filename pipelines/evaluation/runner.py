@@ -104,7 +104,7 @@ def mode_of(config: EvalConfig) -> str:
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run the evaluation `config` describes; returns the results as a JSON-ready dict."""
-    from diffusion.training.distributed import pick_device
+    from diffusion.device import pick_device
 
     if config.reference not in ("test", "train"):
         raise ValueError(f"--reference must be test or train, got {config.reference!r}")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from diffusion import checkpoints, device
 from diffusion.config import DiffusionConfig, UNetConfig
-from diffusion.training import LatentData, TrainConfig, TrainingDiverged, distributed
-from diffusion.training import checkpoint as ckpt
+from diffusion.training import LatentData, TrainConfig, TrainingDiverged
 from diffusion.training.session import build_training
 
 TINY_UNET = UNetConfig(image_size=8, in_channels=4, num_channels=32, num_res_blocks=1, channel_mult="1,2",
@@ -51,8 +51,8 @@ def test_resume_is_exact(latents_run, tmp_path):
     second.loop.run()
     assert_same(weights(straight.model), weights(second.model))
     for rate in (0.9, 0.99):
-        a = ckpt.load_weights(tmp_path / "a" / "step_0000005" / ckpt.ema_filename(rate))
-        b = ckpt.load_weights(tmp_path / "b" / "step_0000005" / ckpt.ema_filename(rate))
+        a = checkpoints.load_weights(tmp_path / "a" / "step_0000005" / checkpoints.ema_filename(rate))
+        b = checkpoints.load_weights(tmp_path / "b" / "step_0000005" / checkpoints.ema_filename(rate))
         assert_same(a, b)
     sa, sb = straight.loop.opt.state_dict()["state"], second.loop.opt.state_dict()["state"]
     for k in sa:
@@ -65,26 +65,26 @@ def test_resume_is_exact(latents_run, tmp_path):
 def test_checkpoint_folder_contents_and_keep(latents_run, tmp_path):
     s = make(latents_run, tmp_path / "c", BASE.replace(max_steps=4, save_interval=1, keep=2))
     last = s.loop.run()
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "c")] == ["step_0000003", "step_0000004"]
+    assert [p.name for p in checkpoints.list_checkpoints(tmp_path / "c")] == ["step_0000003", "step_0000004"]
     assert sorted(p.name for p in last.iterdir()) == [
         "config.json", "ema_0.9.safetensors", "ema_0.99.safetensors", "meta.json", "model.safetensors",
         "optimizer.pt", "state.pt"]
-    config = ckpt.read_checkpoint_config(last)
+    config = checkpoints.read_checkpoint_config(last)
     assert config["model"]["image_size"] == 8 and config["data"]["scale_factor"] == 0.5
     # The checkpoint loads with nothing else: config.json rebuilds the model, the weights fit strictly.
     from diffusion.config import UNetConfig
     from diffusion.factory import create_model
 
     rebuilt = create_model(UNetConfig.from_dict(config["model"]))
-    rebuilt.load_state_dict(ckpt.load_weights(last / "model.safetensors"), strict=True)
+    rebuilt.load_state_dict(checkpoints.load_weights(last / "model.safetensors"), strict=True)
     assert_same(weights(rebuilt), weights(s.model))
 
 
 def test_ema_differs_from_raw_weights_and_tracks_them(latents_run, tmp_path):
     s = make(latents_run, tmp_path / "e", BASE.replace(max_steps=3, ema_rate="0.5"))
     last = s.loop.run()
-    ema = ckpt.load_weights(last / ckpt.ema_filename(0.5))
-    raw = ckpt.load_weights(last / "model.safetensors")
+    ema = checkpoints.load_weights(last / checkpoints.ema_filename(0.5))
+    raw = checkpoints.load_weights(last / "model.safetensors")
     name = "out.2.weight" if "out.2.weight" in raw else next(iter(raw))
     assert not torch.equal(ema[name], raw[name])
 
@@ -116,7 +116,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(latents_run, tmp_
     s.loop.objective = diverging
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3.*step_0000002 is kept.*--lr"):
         s.loop.run()
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "n")] == ["step_0000002"]
+    assert [p.name for p in checkpoints.list_checkpoints(tmp_path / "n")] == ["step_0000002"]
 
 
 def test_bf16_autocast_trains(latents_run, tmp_path):
@@ -137,20 +137,20 @@ def test_auto_precision_is_bf16_only_on_hardware_that_has_it(monkeypatch, tmp_pa
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     for amx, avx512_bf16, want in ((True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")):
         _cpu_probes(monkeypatch, amx, avx512_bf16)
-        assert distributed.resolve_precision("auto", cpu) == want
-        assert [distributed.resolve_precision(p, cpu) for p in ("fp32", "bf16")] == ["fp32", "bf16"]
+        assert device.resolve_precision("auto", cpu) == want
+        assert [device.resolve_precision(p, cpu) for p in ("fp32", "bf16")] == ["fp32", "bf16"]
     for capability, want in (((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp32")):  # Ampere+ vs Turing
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
-        assert distributed.resolve_precision("auto", gpu) == want
+        assert device.resolve_precision("auto", gpu) == want
     # A torch without the probes: the CPU flags Linux lists decide.
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     for flags, want in (("fpu avx2 avx512f amx_bf16 amx_tile", "bf16"), ("fpu avx2 avx512f avx512_bf16", "bf16"),
                         ("fpu avx2 avx512f avx512_vnni", "fp32"), ("fpu avx2", "fp32")):
         (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        monkeypatch.setattr(distributed, "CPUINFO", tmp_path / "cpuinfo")
-        assert distributed.resolve_precision("auto", cpu) == want
-    monkeypatch.setattr(distributed, "CPUINFO", tmp_path / "missing")
-    assert distributed.resolve_precision("auto", cpu) == "fp32"
+        monkeypatch.setattr(device, "CPUINFO", tmp_path / "cpuinfo")
+        assert device.resolve_precision("auto", cpu) == want
+    monkeypatch.setattr(device, "CPUINFO", tmp_path / "missing")
+    assert device.resolve_precision("auto", cpu) == "fp32"
 
 
 def test_auto_precision_is_resolved_before_the_run_config_is_saved(latents_run, monkeypatch, tmp_path):
@@ -158,7 +158,7 @@ def test_auto_precision_is_resolved_before_the_run_config_is_saved(latents_run, 
     s = make(latents_run, tmp_path / "auto", BASE.replace(max_steps=1, save_interval=1, precision="auto"))
     assert s.loop.config.precision == "fp32"
     last = s.loop.run()
-    assert ckpt.read_checkpoint_config(last)["train"]["precision"] == "fp32"
+    assert checkpoints.read_checkpoint_config(last)["train"]["precision"] == "fp32"
 
 
 def test_resume_with_other_architecture_is_refused(latents_run, tmp_path):
@@ -171,7 +171,7 @@ def test_a_time_limit_stops_and_saves_before_the_step_limit(latents_run, tmp_pat
     s = make(latents_run, tmp_path / "t", BASE.replace(max_steps=1000, max_train_minutes=1e-4))  # 6 ms: one step
     last = s.loop.run()
     assert 1 <= s.loop.step < 1000 and last.name == f"step_{s.loop.step:07d}"
-    assert ckpt.read_checkpoint_config(last)["train"]["max_train_minutes"] == 1e-4
+    assert checkpoints.read_checkpoint_config(last)["train"]["max_train_minutes"] == 1e-4
     assert f"stopping at step {s.loop.step}: 0.0001 minutes of training reached" in capsys.readouterr().out
 
 
