@@ -11,6 +11,8 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 # torch must be imported before onnxruntime (see bridge.providers)
 # isort: off
 import torch
@@ -122,15 +124,53 @@ def load_decoder(
     return OnnxDecoder(spec, session, decode_batch, device_id)
 
 
-def load_encoder(spec: BridgeSpec, device: str = "auto") -> ort.InferenceSession:
-    """An onnxruntime session of the bridge's encoder.onnx: images (N, S, S, C) NHWC in [-1, 1] -> "mean", "logvar"
-    (N, z, h, w) NCHW, unscaled. Checked against bridge.json like the decoder."""
+def load_encoder(bridge_or_run_dir: str | os.PathLike, device: str = "auto",
+                 encode_batch: int = 64) -> OnnxEncoder:
+    """Open the bridge's encoder.onnx (checked against bridge.json like the decoder) on `device`."""
+    spec = BridgeSpec.read(resolve_bridge_dir(bridge_or_run_dir))
     path = spec.folder / spec.raw.get("encoder", {}).get("file", ENCODER_FILE)
     if not path.is_file():
         raise BridgeError(f"{path} is missing: {EXPORT_HINT}")
     session = _open(path, resolve_provider(device), 0, None)
     _check_digest(path, spec.raw["encoder"].get("digest"))
-    return session
+    return OnnxEncoder(spec, session, encode_batch)
+
+
+class OnnxEncoder:
+    """Encode NHWC images to SCALED NCHW latents (what the diffusion model works on) with onnxruntime.
+
+    The graph gives the posterior's mean and log-variance (N, z, h, w), unscaled; `encode` scales them with the
+    bridge's latent normalisation, the same one the latents the diffusion model was trained on carry.
+    """
+
+    def __init__(self, spec: BridgeSpec, session: ort.InferenceSession, encode_batch: int = 64):
+        if encode_batch < 1:
+            raise ValueError(f"encode_batch must be >= 1, got {encode_batch}")
+        self.spec, self.session, self.encode_batch = spec, session, encode_batch
+        self.provider: str = session.get_providers()[0]
+
+    def posterior(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 (N, S, S, C) NHWC in [-1, 1] -> (mean, logvar), each (N, z, h, w), unscaled."""
+        expected = (self.spec.image_size, self.spec.image_size, self.spec.channels)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            shape = ", ".join(map(str, expected))
+            raise ValueError(f"the VAE in {self.spec.folder} encodes images of shape (N, {shape}) (NHWC), got "
+                             f"{tuple(images.shape)}: use the image size and channels the VAE was trained on")
+        means, logvars = [], []
+        for start in range(0, len(images), self.encode_batch):
+            batch = np.ascontiguousarray(images[start:start + self.encode_batch], dtype=np.float32)
+            mean, logvar = self.session.run(["mean", "logvar"], {"images": batch})
+            means.append(mean)
+            logvars.append(logvar)
+        return np.concatenate(means), np.concatenate(logvars)
+
+    def encode(self, images: np.ndarray, generator: np.random.Generator | None = None) -> np.ndarray:
+        """float32 NHWC images in [-1, 1] -> scaled latents (N, z, h, w): the posterior mean, or a draw from the
+        posterior when a `generator` is given."""
+        mean, logvar = self.posterior(images)
+        if generator is not None:
+            mean = mean + np.exp(0.5 * logvar) * generator.standard_normal(mean.shape, dtype=np.float32)
+        return self.spec.latent_norm.apply(mean).astype(np.float32)
 
 
 def _check_digest(path: Path, expected: str | None) -> None:

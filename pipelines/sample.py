@@ -12,23 +12,11 @@ import argparse
 import sys
 import time
 
-import numpy as np
-import torch
-
-from diffusion.checkpoints import latest_checkpoint
 from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, DEFAULT_GUIDE_SCALE
-from diffusion.device import pick_device
 from diffusion.respace import DEFAULT_LAMBDA_MIN
-from diffusion.sampling import (
-    DEFAULT_RESPACING,
-    check_guide,
-    classifier_guidance,
-    generate,
-    load_classifier_checkpoint,
-    load_diffusion_checkpoint,
-    make_labels,
-)
-from diffusion.tuned_guidance import GUIDANCE_FILE, resolve_guidance
+from diffusion.sampling import DEFAULT_RESPACING
+from diffusion.tuned_guidance import GUIDANCE_FILE
+from keras_torch_ldm import LatentDiffusion, SampleSettings
 from pipelines.cli import make_parser
 from pipelines.sample_output import save_samples
 from runfs import RunPaths
@@ -88,101 +76,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run, started = RunPaths(args.run), time.perf_counter()
     try:
-        device = pick_device(args.device)
-        root = run.root / "pixel_diffusion" if args.pixels else run.diffusion
-        loaded = load_diffusion_checkpoint(args.checkpoint or root, ema=args.ema, device=device)
-        unet = loaded.unet
-        if args.backend == "onnx":
-            loaded.model = onnx_unet(loaded, args.device)
-        decoder = None
-        if not args.pixels:
-            from bridge.runtime import load_decoder  # torch + onnxruntime only
-
-            decoder = load_decoder(run.root, device=args.device, decode_batch=args.decode_batch)
-            expected = (unet.in_channels, unet.image_size, unet.image_size)
-            if tuple(decoder.latent_shape) != expected:
-                raise ValueError(f"{run.bridge}/bridge.json decodes latents of shape {tuple(decoder.latent_shape)} "
-                                 f"but {loaded.path} samples {expected}: the diffusion model was trained on other "
-                                 "latents; re-export the bridge of the VAE that made them, or pick the right --run")
-        classes = [int(c) for c in args.classes.split(",")] if args.classes else None
-        labels = make_labels(args.num_samples, unet, args.class_label, classes)
-        guide = load_guide(args.guide, run, loaded, device, args.guide_ema, args.pixels)
-        if args.backend == "onnx" and guide is not None:
-            guide.model = onnx_unet(guide, args.device)
-        if args.guide_scale not in (None, 1.0) and guide is None:
-            raise ValueError(f"--guide-scale {args.guide_scale} needs a guide model: {args.guide!r} gives none "
-                             "(train one with `python pipelines/train_diffusion.py --run DIR --guide`, or pass "
-                             "--guide CHECKPOINT)")
-        cond_fn = None
+        pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend, checkpoint=args.checkpoint,
+                                        ema=args.ema, guide=args.guide, guide_ema=args.guide_ema, pixels=args.pixels,
+                                        decode_batch=args.decode_batch)
+        settings = SampleSettings(
+            classes=[int(c) for c in args.classes.split(",")] if args.classes else None, class_label=args.class_label,
+            sampler=args.sampler, timestep_respacing=args.timestep_respacing, eta=args.eta,
+            guidance_scale=args.guidance_scale, guide_scale=args.guide_scale, guidance_interval=args.guidance_interval,
+            classifier_scale=args.classifier_scale, seed=args.seed, batch_size=args.batch_size,
+            lambda_min=args.lambda_min, progress=not args.no_progress)
+        pipe.check(args.num_samples, settings)
         if args.classifier_scale:
-            classifier = load_classifier_checkpoint(run.root / ("pixel_classifier" if args.pixels else "classifier"),
-                                                    device)
-            cond_fn = classifier_guidance(classifier, args.classifier_scale, unet)
-        # RUN/guidance.json is tuned for the latent model in RUN/diffusion, never for a pixel model.
-        choice = resolve_guidance(None if args.pixels else run.root, loaded.path.name,
-                                  None if guide is None else guide.path.name, unet.null_class, args.guidance_scale,
-                                  args.guide_scale)
+            pipe.classifier()  # a missing or mismatched classifier fails here, before sampling
+        note = pipe.guidance(args.guidance_scale, args.guide_scale).note
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if choice.note:
-        print(f"note: {choice.note}", file=sys.stderr)
-    guidance, guide_scale = choice.guidance_scale, choice.guide_scale
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     ready = time.perf_counter()
-    images, labels_np, unet_s, decode_s = sample_images(
-        loaded, decoder, device, num_samples=args.num_samples, batch_size=args.batch_size, sampler=args.sampler,
-        timestep_respacing=args.timestep_respacing, eta=args.eta, labels=labels, guidance_scale=guidance,
-        guidance_interval=args.guidance_interval, cond_fn=cond_fn, clip_denoised=args.pixels, seed=args.seed,
-        progress=not args.no_progress, lambda_min=args.lambda_min, guide=guide, guide_scale=guide_scale)
-    info = {"checkpoint": str(loaded.path), "weights": loaded.weights, "backend": args.backend,
-            "sampler": args.sampler,
-            "timestep_respacing": args.timestep_respacing or DEFAULT_RESPACING[args.sampler],
-            "lambda_min": args.lambda_min if np.isfinite(args.lambda_min) else None, "eta": args.eta,
-            "guidance_scale": guidance, "guidance_source": choice.source, "guidance_interval": args.guidance_interval,
-            "guide": None if guide is None else str(guide.path), "guide_weights": getattr(guide, "weights", None),
-            "guide_scale": guide_scale,
-            "classifier_scale": args.classifier_scale, "seed": args.seed,
-            "device": str(device), "decoder_provider": getattr(decoder, "provider", None),
-            "decode_bound_from_device_memory": getattr(decoder, "bound_from_device_memory", None),
-            "seconds": {"startup": ready - started, "unet": unet_s, "decode": decode_s,
-                        "sampling_total": unet_s + decode_s}}
-    out = save_samples(args.out or run.samples, images, labels_np, info, unet.num_classes if labels is not None
-                       else None, args.save_pngs)
+    result = pipe.generate(args.num_samples, **vars(settings))
+    info = result.info
+    info["seconds"]["startup"] = ready - started
+    unet = pipe.model.unet
+    out = save_samples(args.out or run.samples, result.images, result.labels, info,
+                       unet.num_classes if result.labels is not None else None, args.save_pngs)
     s = info["seconds"]
-    print(f"{len(images)} samples in {s['sampling_total']:.2f} s after {s['startup']:.2f} s start-up "
-          f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or str(device)}) "
+    print(f"{len(result.images)} samples in {s['sampling_total']:.2f} s after {s['startup']:.2f} s start-up "
+          f"(U-Net {s['unet']:.2f} s, decode {s['decode']:.2f} s on {info['decoder_provider'] or info['device']}) "
           f"-> {out}")
     return 0
-
-
-def sample_images(loaded, decoder, device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray | None, float,
-                                                                           float]:
-    """`generate(loaded, device=device, **kwargs)` batch by batch, each batch decoded as it comes (pixel models:
-    decoder None) -> (float (N, H, W, C) images in [-1, 1], labels or None, U-Net seconds, decode seconds)."""
-    chunks, label_chunks, unet_s, decode_s = [], [], 0.0, 0.0
-    tick = time.perf_counter()
-    for x, y in generate(loaded, device=device, **kwargs):
-        _sync(device)
-        unet_s += time.perf_counter() - tick
-        tick = time.perf_counter()
-        images = decoder.decode(x) if decoder is not None else x.permute(0, 2, 3, 1)  # NHWC in [-1, 1]
-        _sync(device)
-        decode_s += time.perf_counter() - tick
-        chunks.append(images.float().cpu().numpy())
-        label_chunks.append(None if y is None else y.cpu().numpy())
-        tick = time.perf_counter()
-    labels = None if label_chunks[0] is None else np.concatenate(label_chunks)
-    return np.concatenate(chunks), labels, unet_s, decode_s
-
-
-def load_guide(spec: str, run: RunPaths, loaded, device, ema: str = "auto", pixels: bool = False):
-    """The autoguidance model of --guide `spec`: a checkpoint, RUN/guide for 'auto' when it holds one (never for a
-    pixel model), or None ('none')."""
-    if spec == "none" or (spec == "auto" and (pixels or latest_checkpoint(run.guide) is None)):
-        return None
-    guide = load_diffusion_checkpoint(run.guide if spec == "auto" else spec, ema=ema, device=device)
-    check_guide(loaded, guide)
-    return guide
 
 
 def _interval(text: str) -> tuple[float, float]:
@@ -193,32 +116,6 @@ def _interval(text: str) -> tuple[float, float]:
     if not 0 <= lo <= hi:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO <= HI")
     return lo, hi
-
-
-def onnx_unet(loaded, device: str):
-    """The checkpoint's U-Net in onnxruntime, exported on first use to CHECKPOINT/<weights>.onnx and again whenever
-    the weights file changed since (the export records the weights' digest)."""
-    from bridge.unet_onnx import OnnxUNet, export_unet_onnx
-    from runfs import file_digest
-
-    unet = loaded.unet
-    path = loaded.path / (loaded.weights.removesuffix(".safetensors") + ".onnx")
-    digest = file_digest(loaded.path / loaded.weights)
-    if path.is_file():
-        cached = OnnxUNet(path, device=device)
-        if cached.source == digest:
-            return cached
-        print(f"{path} was exported from other weights than {loaded.weights}: re-exporting", flush=True)
-    rows = (unet.num_classes + int(unet.null_class)) if unet.class_cond else None
-    print(f"exporting the U-Net to {path} (once) ...", flush=True)
-    export_unet_onnx(loaded.model.float(), path, (2, unet.in_channels, unet.image_size, unet.image_size), rows,
-                     source=digest)
-    return OnnxUNet(path, device=device)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 if __name__ == "__main__":

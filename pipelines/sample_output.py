@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from runfs import atomic_dir, atomic_path, write_json
-from runfs.images import grid, save_png, to_uint8
+from runfs.images import grid, save_png
 
 GRID_COLUMNS = 16  # grid.png shows at most this many samples per class row (or 16x16 unconditional): a preview
 
@@ -26,9 +26,11 @@ def grid_tiles(pixels: np.ndarray, num_classes: int | None) -> tuple[np.ndarray,
 
 def save_samples(out: str | os.PathLike, images: np.ndarray, labels: np.ndarray | None, info: dict[str, Any],
                  num_classes: int | None, save_pngs: bool = False) -> Path:
-    """images: float (N, H, W, C) in [-1, 1]. Every file is written atomically."""
+    """images: uint8 (N, H, W, C). Every file is written atomically."""
     out = Path(out)
-    pixels = to_uint8(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"save_samples takes uint8 images, got {images.dtype} (runfs.images.to_uint8 converts)")
+    pixels = images
     n, h, w, c = pixels.shape
     with atomic_path(out / f"samples_{n}x{h}x{w}x{c}.npz", suffix=".npz") as tmp, open(tmp, "wb") as f:
         arrays = {"arr_0": pixels} if labels is None else {"arr_0": pixels, "arr_1": labels.astype(np.int64)}

@@ -26,13 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from diffusion.device import pick_device
-from diffusion.sampling import DEFAULT_RESPACING, load_diffusion_checkpoint, make_labels
+from diffusion.sampling import DEFAULT_RESPACING
 from diffusion.tuned_guidance import GUIDANCE_FILE
 from pipelines.cli import make_parser
 from pipelines.evaluation.features import KINDS
 from runfs import RunPaths, write_json
-from runfs.images import to_uint8
 
 DEFAULT_GUIDANCE_GRID = "1.25,1.5,1.75,2,2.25,2.5"
 DEFAULT_GUIDE_GRID = "1,1.2,1.4"
@@ -171,7 +169,7 @@ def sweep(measure: Callable[[float, float, str], Point], w_grid: list[float], s_
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.sample import load_guide, onnx_unet, sample_images
+    from keras_torch_ldm import LatentDiffusion
 
     args = parse_args(argv)
     run = RunPaths(args.run)
@@ -183,13 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.num_samples} and {args.confirm_samples}")
         if args.confirm < 0:
             raise ValueError(f"--confirm must be >= 0 (points to re-sample), got {args.confirm}")
-        device = pick_device(args.device)
-        loaded = load_diffusion_checkpoint(args.checkpoint or run.diffusion, device=device)
-        unet = loaded.unet
-        from bridge.runtime import load_decoder  # torch + onnxruntime only
-
-        decoder = load_decoder(run.root, device=args.device)
-        guide = load_guide(args.guide, run, loaded, device)
+        pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend,
+                                        checkpoint=args.checkpoint, guide=args.guide)
+        loaded, guide, unet = pipe.model, pipe.guide, pipe.model.unet
         if args.guide_scales is not None and guide is None:
             raise ValueError(f"--guide-scales needs a guide model: {args.guide!r} gives none (train one with "
                              "`python pipelines/train_diffusion.py --run DIR --guide`)")
@@ -198,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(w_grid) * len(s_grid) < 2:
             raise ValueError("nothing to tune: this model has no null class (no classifier-free guidance) and the "
                              "run no guide model, or the grids hold one point; pass more scales")
-        if args.backend == "onnx":
-            for model in (loaded, guide) if guide is not None else (loaded,):
-                model.model = onnx_unet(model, args.device)
-        scorer = make_scorer(args, decoder, device)
+        scorer = make_scorer(args, pipe.decoder, pipe.device)
         # What the choice compares class accuracy with: the evaluation classifier's on real test images.
         real_accuracy = scorer.classifier().meta["test_accuracy"] if unet.class_cond else None
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -212,11 +203,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def measure(w: float, s: float, num_samples: int, tag: str) -> Point:
         start = time.perf_counter()
-        images, sample_labels, _, _ = sample_images(
-            loaded, decoder, device, num_samples=num_samples, batch_size=args.batch_size, sampler=args.sampler,
-            timestep_respacing=args.timestep_respacing, labels=make_labels(num_samples, unet),
-            guidance_scale=w, seed=args.seed, progress=not args.no_progress, guide=guide, guide_scale=s)
-        scores = scorer.score(to_uint8(images), sample_labels)
+        images, sample_labels = pipe.sample(
+            num_samples, batch_size=args.batch_size, sampler=args.sampler, timestep_respacing=args.timestep_respacing,
+            guidance_scale=w, guide_scale=s, seed=args.seed, progress=not args.no_progress)
+        scores = scorer.score(images, sample_labels)
         acc = scores["class_accuracy"]
         point = Point(w, s, scores["fid"], scores["kid"]["mean"], None if acc is None else acc["samples"],
                       time.perf_counter() - start)

@@ -16,6 +16,11 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5, 0, 255).astype(np.uint8)
 
 
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (..., C) in [0, 255] -> float32 in [-1, 1] (the inverse of to_uint8 up to its truncation)."""
+    return np.asarray(images).astype(np.float32) / 127.5 - 1.0
+
+
 def grid(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.ndarray:
     """uint8 (N, H, W, C) -> one uint8 (rows*(H+pad)-pad, ncol*(W+pad)-pad, C) mosaic, row-major."""
     n, h, w, c = images.shape

@@ -15,8 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
 from bridge.runtime import load_decoder, load_encoder
-from runfs.images import to_uint8
-from vae.data import to_float
+from runfs.images import to_float, to_uint8
 
 PSNR_CAP_DB = 100.0
 
@@ -44,13 +43,12 @@ def reconstruct(run_dir: str | os.PathLike, images: np.ndarray, device: str = "a
     if tuple(images.shape[1:]) != expected:
         raise ValueError(f"the VAE in {spec.folder} takes {expected} images but the real images are "
                          f"{tuple(images.shape[1:])}: evaluate with the dataset and size the VAE was trained on")
-    encoder = load_encoder(spec, device)
+    encoder = load_encoder(run_dir, device, encode_batch=batch_size)
     out = []
     for s in tqdm(range(0, len(images), batch_size), desc="reconstructing", unit="batch", leave=False,
                   disable=not progress):
-        mean = encoder.run(["mean"], {"images": to_float(images[s:s + batch_size])})[0]  # (B, z, h, w) unscaled
-        scaled = torch.from_numpy(spec.latent_norm.apply(mean))  # the decoder takes scaled latents
-        out.append(to_uint8(decoder.decode(scaled).cpu().numpy()))
+        scaled = encoder.encode(to_float(images[s:s + batch_size]))  # the posterior mean, scaled as the latents
+        out.append(to_uint8(decoder.decode(torch.from_numpy(scaled)).cpu().numpy()))
     return np.concatenate(out)
 
 

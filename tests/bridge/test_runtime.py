@@ -180,12 +180,20 @@ def test_encoder_session_and_its_errors(bridge_copy, exported):
 
     spec = BridgeSpec.read(bridge_copy)
     images = np.random.default_rng(2).uniform(-1, 1, (3, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)).astype(np.float32)
-    mean, logvar = load_encoder(spec, device="cpu").run(["mean", "logvar"], {"images": images})
+    encoder = load_encoder(bridge_copy, device="cpu", encode_batch=2)  # two batches: 2 + 1
+    mean, logvar = encoder.posterior(images)
     want = exported.encoder.predict(images, verbose=0)[0].transpose(0, 3, 1, 2)
     assert mean.shape == logvar.shape == (3, *LATENT_SHAPE) and np.max(np.abs(mean - want)) <= 1e-4
+    # encode() scales the mean as the latents were scaled: the bridge's latent_norm, nothing else.
+    np.testing.assert_allclose(encoder.encode(images), spec.latent_norm.apply(mean), rtol=1e-6, atol=1e-6)
+    drawn = encoder.encode(images, np.random.default_rng(0))
+    noise = np.random.default_rng(0).standard_normal(mean.shape, dtype=np.float32)
+    np.testing.assert_allclose(drawn, spec.latent_norm.apply(mean + np.exp(0.5 * logvar) * noise), atol=1e-5)
+    with pytest.raises(ValueError, match=r"encodes images of shape \(N, .*\(NHWC\), got \(3, 5, 5, 1\)"):
+        encoder.posterior(np.zeros((3, 5, 5, 1), np.float32))
     shutil.copy(bridge_copy / "decoder.onnx", bridge_copy / "encoder.onnx")
     with pytest.raises(BridgeError, match=rf"encoder.onnx does not match bridge.json \(digest .*{FIX}"):
-        load_encoder(spec, device="cpu")
+        load_encoder(bridge_copy, device="cpu")
     (bridge_copy / "encoder.onnx").unlink()
     with pytest.raises(BridgeError, match=rf"encoder.onnx is missing: .*{FIX}"):
-        load_encoder(spec, device="cpu")
+        load_encoder(bridge_copy, device="cpu")

@@ -129,7 +129,7 @@ def test_a_runs_own_guide_is_used_by_default(tiny_pipeline_run, tmp_path):
     info = json.loads((tmp_path / "packed_samples" / "info.json").read_text())
     assert info["guide"] == str(tmp_path / "packed" / "guide" / "step_0000001") and info["guide_scale"] > 1
     lonely = sample(tiny_pipeline_run, *args, "--guide-scale", "2", check=False)
-    assert lonely.returncode == 2 and "--guide-scale 2.0 needs a guide model" in lonely.stderr
+    assert lonely.returncode == 2 and "guide_scale 2.0 needs a guide model" in lonely.stderr
 
 
 def test_user_errors_are_explained(tiny_pipeline_run, tmp_path):

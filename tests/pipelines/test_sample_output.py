@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipelines.sample_output import GRID_COLUMNS, grid_tiles, save_samples
@@ -31,9 +32,14 @@ def test_small_class_blocks_and_unconditional_samples():
 
 
 def test_saved_grid_of_a_large_run_has_one_row_per_class(tmp_path):
-    images = _numbered(10 * 100).astype(np.float32) / 127.5 - 1.0
+    images = _numbered(10 * 100).astype(np.uint8)
     save_samples(tmp_path, images, np.repeat(np.arange(10), 100), {}, num_classes=10)
     scale = 256 // 2 // 2  # save_samples enlarges 2x2 images to fill ~128 px
     width, height = Image.open(tmp_path / "grid.png").size
     assert (width, height) == ((GRID_COLUMNS * 3 - 1) * scale, (10 * 3 - 1) * scale)  # 1-px padding between tiles
     assert np.load(tmp_path / "samples_1000x2x2x1.npz")["arr_0"].shape == (1000, 2, 2, 1)  # the npz keeps them all
+
+
+def test_save_samples_refuses_float_images(tmp_path):
+    with pytest.raises(TypeError, match="takes uint8 images, got float32"):
+        save_samples(tmp_path, np.zeros((2, 2, 2, 1), np.float32), None, {}, num_classes=None)
