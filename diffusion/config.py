@@ -144,7 +144,8 @@ class ClassifierConfig(ConfigMixin):
 # accuracy 0.89 / 0.92 / 0.93 / 0.94 / 0.96 against 0.89 for real images; docs/benchmarks.md).
 DEFAULT_GUIDANCE_SCALE = 2.25
 # With a guide model (autoguidance, Karras et al. 2024) the two kinds of guidance add up: classifier-free guidance at
-# DEFAULT_GUIDANCE_SCALE_WITH_GUIDE plus autoguidance at DEFAULT_GUIDE_SCALE (docs/benchmarks.md, "Eleventh session").
+# DEFAULT_GUIDANCE_SCALE_WITH_GUIDE plus autoguidance at DEFAULT_GUIDE_SCALE (docs/benchmarks.md, "Sampling and
+# guidance").
 DEFAULT_GUIDANCE_SCALE_WITH_GUIDE = 2.0
 DEFAULT_GUIDE_SCALE = 1.2
 
@@ -177,7 +178,7 @@ def guide_unet(unet: UNetConfig) -> UNetConfig:
     """The autoguidance model of `unet` (Karras et al. 2024): the same U-Net at half the width with one ResBlock per
     level, trained for a fraction of the steps (`GUIDE_TRAINING`). Its errors are a larger version of the main
     model's, which is what the guidance extrapolates away from: on the Fashion-MNIST latents an early checkpoint of
-    the main model itself guided worse (docs/benchmarks.md, "Eleventh session")."""
+    the main model itself guided worse (docs/benchmarks.md, "Sampling and guidance")."""
     return unet.replace(num_channels=max(unet.num_channels // 2, 1), num_res_blocks=1)
 
 

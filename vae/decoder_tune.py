@@ -6,7 +6,7 @@ leaves noisy; decoder-only steps skip the encoder entirely (the latents are read
 they run ~1.5x faster than joint VAE steps. Optionally, Gaussian noise of std `latent_noise` (in the diffusion
 model's units, i.e. after the latent norm) is added to each latent, so that the decoder maps a latent slightly off
 the encoder's manifold (what a diffusion sampler returns) to an image of the data; it costs sharpness on exact
-latents. Measured on the Fashion-MNIST demo (docs/benchmarks.md, fifteenth session), on the same sampled latents:
+latents. Measured on the Fashion-MNIST demo (docs/benchmarks.md, "Decoder fine-tuning"), on the same sampled latents:
 2.5-3 minutes without noise took the VAE floor FID 0.248 -> 0.174 and 0.366 -> 0.284 and the samples' FID 0.562 ->
 0.557 and 0.600 -> 0.522; noise 0.1 helped one model's samples (0.562 -> 0.475) and hurt another's (0.600 -> 0.691).
 

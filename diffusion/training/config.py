@@ -75,8 +75,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # (0.28 s per step), ~17.5 in fp32 (0.40 s); `auto` picks bf16 only where the hardware has it. 1,800 steps gave
     # FID 1.45 at best at 1,000 samples, 2,600 steps 0.68 in fp32 and 0.74 in bf16 (docs/benchmarks.md).
     # lr 1e-3 and min-SNR-5 weighting: at 700 steps FID 2.06 / class accuracy 0.86 against 11.6 / 0.58 with the
-    # reference's lr 3e-4 and plain mse (docs/benchmarks.md, "stage 2 recipe"); the EMA warm-up lets a short run
-    # use its EMA weights. EMA 0.995 (reached at step 1,790; 0.999 would not be reached before step 8,990): FID
+    # earlier preset's lr 3e-4 and plain mse (docs/benchmarks.md, "Stage-2 training"); the EMA warm-up lets a short
+    # run use its EMA weights. EMA 0.995 (reached at step 1,790; 0.999 would not be reached before step 8,990): FID
     # 0.667 against 0.707 at 5,000 samples, same training (docs/benchmarks.md).
     "fmnist-latent": TrainConfig(
         batch_size=128, lr=1e-3, weight_decay=0.0, ema_rate="0.995", max_steps=2600, save_interval=200,
@@ -93,7 +93,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 # Training of the autoguidance model (`train_diffusion.py --guide`, U-Net from `diffusion.config.guide_unet`) over
 # the preset's: 800 steps (1.8 minutes on 2 cores for the Fashion-MNIST latents) with a short EMA that warms up in
-# time. Guiding the shipped model with it lowers FID from 0.607 to 0.525 (docs/benchmarks.md, "Eleventh session").
+# time. Guiding the shipped model with it lowers FID from 0.607 to 0.525 (docs/benchmarks.md, "Sampling and guidance").
 GUIDE_TRAINING = {"max_steps": 800, "ema_rate": "0.99"}
 
 
