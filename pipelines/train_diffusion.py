@@ -13,15 +13,17 @@ Torch only: this process never imports TensorFlow.
 
 from __future__ import annotations
 
+import os
 import sys
 
+from diffusion.architecture import describe, fit_unet
 from diffusion.config import PRESETS, DiffusionConfig, UNetConfig, guide_unet
 from diffusion.training import TRAIN_PRESETS, TrainConfig
 from diffusion.training.config import GUIDE_TRAINING
 from diffusion.training.session import build_training
-from pipelines.cli import add_config_args, add_training_args, apply_args, make_parser, run_training
+from pipelines.cli import add_config_args, add_training_args, apply_args, given, make_parser, run_training
 from pipelines.train_data import load_train_data
-from runfs import RunPaths
+from runfs import RunPaths, read_json
 
 
 def parse_args(argv: list[str] | None = None):
@@ -61,14 +63,40 @@ def main(argv: list[str] | None = None) -> int:
 
     def build():
         unet = apply_args(unet_base, args)
-        data = load_train_data(run, args.pixels, args.data, args.limit, unet.image_size, unet.in_channels)
+        size, channels = (pixel_shape(run, unet, given(args, UNetConfig)) if args.pixels
+                          else (unet.image_size, unet.in_channels))
+        data = load_train_data(run, args.pixels, args.data, args.limit, size, channels)
+        unet, train = fit_to_data(unet, apply_args(train_base, args), data, args)
         return build_training(
             "diffusion", out_dir=out_dir, data=data,
             unet=unet, diffusion=apply_args(diff_base, args),
-            train=apply_args(train_base, args), device=args.device,
+            train=train, device=args.device,
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
 
     return run_training(build, args.threads)
+
+
+def pixel_shape(run: RunPaths, unet: UNetConfig, explicit: dict) -> tuple[int, int]:
+    """--pixels: the images' size and channels: the flags, else the run's VAE's (latents/meta.json: the pixel
+    baseline sees the images the latent model's VAE saw), else the preset's."""
+    meta_path = run.latents / "meta.json"
+    meta = read_json(meta_path) if meta_path.is_file() else {}
+    size = explicit.get("image_size", meta.get("image_size", unet.image_size))
+    return int(size), int(explicit.get("in_channels", meta.get("channels", unet.in_channels)))
+
+
+def fit_to_data(unet: UNetConfig, train: TrainConfig, data, args) -> tuple[UNetConfig, TrainConfig]:
+    """The preset's U-Net and training fitted to the data (levels, attention, labels; diffusion.architecture),
+    the user's flags kept; printed, and recorded in the checkpoint's config."""
+    unet, notes = fit_unet(unet, data.shape, data.num_classes, keep=given(args, UNetConfig))
+    if unet.null_label is None and train.cfg_dropout > 0 and "cfg_dropout" not in given(args, TrainConfig):
+        notes.append(f"cfg_dropout {train.cfg_dropout} -> 0.0 (no null class: "
+                     f"{'unlabelled data' if data.num_classes is None else 'the model has none'})")
+        train = train.replace(cfg_dropout=0.0)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"U-Net: {describe(unet)}" + (f" (fitted to the data: {'; '.join(notes)})" if notes else ""),
+              flush=True)
+    return unet, train
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The stage-2 scripts as a user runs them: CLI, resume by rerunning, torchrun DDP == one process, no TensorFlow."""
 
+import json
 import os
 import subprocess
 import sys
@@ -145,3 +146,34 @@ def test_preset_hint_collapses_equal_values():
     assert preset_hint("x", same) == "(default: 1)"
     differ = {"a": SimpleNamespace(x="1,2"), "b": SimpleNamespace(x="")}
     assert preset_hint("x", differ) == "(default: the preset's: a '1,2', b '')"
+
+
+def test_no_architecture_flag_is_needed_for_unlabelled_16px_latents(tmp_path, tiny):
+    """The default preset (8x8 labelled latents, classifier-free dropout) fits itself to 16x16x4 unlabelled latents:
+    levels and attention by size, unconditional, no dropout; printed and recorded in the checkpoint."""
+    import json
+
+    tiny[2](tmp_path, shape=(4, 16, 16), labels=False)
+    out = run_script(["pipelines/train_diffusion.py", "--run", str(tmp_path), "--max-steps", "1", "--batch-size", "4",
+                      "--no-progress", "--device", "cpu"])
+    assert out.returncode == 0, out.stderr
+    assert "U-Net: 16x16x4 input, 64 channels x (1,2,2)" in out.stdout and "unconditional" in out.stdout
+    assert "cfg_dropout 0.1 -> 0.0 (no null class: unlabelled data)" in out.stdout
+    config = json.loads((tmp_path / "diffusion" / "step_0000001" / "config.json").read_text())
+    assert config["model"]["channel_mult"] == "1,2,2" and config["model"]["attention_resolutions"] == "4"
+    assert config["model"]["class_cond"] is False and config["train"]["cfg_dropout"] == 0.0
+
+
+def test_pixel_baseline_takes_the_runs_image_shape(tmp_path, tiny):
+    from diffusion.config import PRESETS
+    from pipelines.train_diffusion import pixel_shape
+    from runfs import RunPaths
+
+    unet, _ = PRESETS["fmnist-pixel"]
+    assert pixel_shape(RunPaths(tmp_path), unet, {}) == (32, 1)  # no latents: the preset's
+    tiny[2](tmp_path)  # latents/meta.json: image_size 32, channels 1
+    meta = json.loads((tmp_path / "latents" / "meta.json").read_text())
+    meta.update(image_size=64, channels=3)
+    (tmp_path / "latents" / "meta.json").write_text(json.dumps(meta))
+    assert pixel_shape(RunPaths(tmp_path), unet, {}) == (64, 3)
+    assert pixel_shape(RunPaths(tmp_path), unet, {"image_size": 48}) == (48, 3)
