@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from diffusion.schedules import parse_signal_cosine
 from runfs.configs import ConfigMixin
 
-NOISE_SCHEDULES = ("linear", "cosine")
+NOISE_SCHEDULES = ("linear", "cosine", "signal_cosine")  # signal_cosine also as "signal_cosine:MIN,MAX"
+TIME_EMBEDDINGS = ("timestep", "keras_ddim")
 
 # The reference's channel multipliers by image size, plus ours for latent sizes (8, 16, 32 px latents).
 CHANNEL_MULT_BY_SIZE: dict[int, tuple[float, ...]] = {
@@ -86,8 +88,18 @@ class UNetConfig(ConfigMixin):
     use_scale_shift_norm: bool = True
     resblock_updown: bool = False
     use_new_attention_order: bool = False
+    # How the U-Net embeds the scalar it is given with x (the timestep, or what the process's model_input says):
+    # "timestep": the reference's sinusoid (model_channels wide, periods up to 10,000); "keras_ddim": the Keras DDIM
+    # example's (time_embedding_dims wide, frequencies 1..time_embedding_max_frequency), for a noise variance.
+    time_embedding: str = "timestep"
+    time_embedding_dims: int = 32
+    time_embedding_max_frequency: float = 1000.0
 
     def __post_init__(self) -> None:
+        if self.time_embedding not in TIME_EMBEDDINGS:
+            raise ValueError(f"unknown time_embedding {self.time_embedding!r}; use one of {TIME_EMBEDDINGS}")
+        if self.time_embedding_dims < 2 or self.time_embedding_dims % 2:
+            raise ValueError(f"time_embedding_dims must be an even number >= 2, got {self.time_embedding_dims}")
         if self.null_class and not self.class_cond:
             raise ValueError("null_class=True needs class_cond=True (the null label is a row of the label embedding)")
         if self.class_cond and self.num_classes < 1:
@@ -114,10 +126,20 @@ class DiffusionConfig(ConfigMixin):
     predict_v: bool = False
     rescale_timesteps: bool = False
     rescale_learned_sigmas: bool = False
+    use_l1: bool = False  # mean absolute error instead of squared error (the Keras DDIM example's loss)
+    model_input: str = "timestep"  # or "noise_variance": the model is given 1 - alpha_bar_t (Keras DDIM example)
 
     def __post_init__(self) -> None:
-        if self.noise_schedule not in NOISE_SCHEDULES:
-            raise ValueError(f"unknown noise_schedule {self.noise_schedule!r}; use one of {NOISE_SCHEDULES}")
+        if self.noise_schedule not in NOISE_SCHEDULES and parse_signal_cosine(self.noise_schedule) is None:
+            raise ValueError(f"unknown noise_schedule {self.noise_schedule!r}; use one of {NOISE_SCHEDULES} "
+                             "(signal_cosine also as signal_cosine:MIN,MAX)")
+        if self.model_input not in ("timestep", "noise_variance"):
+            raise ValueError(f"model_input must be 'timestep' or 'noise_variance', got {self.model_input!r}")
+        if self.model_input == "noise_variance" and self.rescale_timesteps:
+            raise ValueError("rescale_timesteps rescales timesteps; with model_input 'noise_variance' the model is "
+                             "given no timestep")
+        if self.use_l1 and self.use_kl:
+            raise ValueError("use_l1 and use_kl are exclusive: the loss is the mean's error or the bound")
         if self.predict_xstart and self.predict_v:
             raise ValueError("predict_xstart and predict_v are exclusive: the model predicts one quantity")
         if self.diffusion_steps < 1:
@@ -157,6 +179,18 @@ _FMNIST_UNET = UNetConfig(
     dropout=0.0, class_cond=True, num_classes=10, null_class=True, num_head_channels=32,
     use_scale_shift_norm=True, use_new_attention_order=True,
 )
+# The Keras DDIM example (keras.io/examples/generative/ddim, its model card): widths 32, 64, 96, 128 (channel_mult
+# 1,2,3,4 of 32 channels), block depth 2, no attention, unconditional; the noise variance embedded by its 32-dim
+# sinusoid (frequencies 1..1000); its continuous cosine schedule by signal rates (0.95 down to 0.02) discretised to
+# 1000 steps; noise prediction trained with mean absolute error. Not exact (docs/keras_ddim.md): the embedding feeds
+# every ResBlock (the example concatenates it to the input only), GroupNorm instead of its affine-free BatchNorm.
+_KERAS_DDIM_UNET = UNetConfig(
+    image_size=64, in_channels=3, num_channels=32, num_res_blocks=2, channel_mult="1,2,3,4", attention_resolutions="",
+    class_cond=False, use_scale_shift_norm=False, time_embedding="keras_ddim", time_embedding_dims=32,
+    time_embedding_max_frequency=1000.0,
+)
+_KERAS_DDIM_DIFFUSION = DiffusionConfig(diffusion_steps=1000, noise_schedule="signal_cosine:0.02,0.95",
+                                        model_input="noise_variance", use_l1=True)
 PRESETS: dict[str, tuple[UNetConfig, DiffusionConfig]] = {
     "fmnist-latent": (_FMNIST_UNET, DiffusionConfig(diffusion_steps=1000, noise_schedule="linear")),
     # Same network on 32x32x1 pixels (attention at the same downsampling rate): the latent-vs-pixel baseline.
@@ -171,6 +205,9 @@ PRESETS: dict[str, tuple[UNetConfig, DiffusionConfig]] = {
                    use_scale_shift_norm=True, resblock_updown=True, use_new_attention_order=True),
         DiffusionConfig(diffusion_steps=1000, noise_schedule="cosine"),
     ),
+    "keras-ddim": (_KERAS_DDIM_UNET, _KERAS_DDIM_DIFFUSION),
+    # The same network and process on a VAE's latents (64 px through an f=4 VAE: 16x16; other sizes are fitted).
+    "keras-ddim-latent": (_KERAS_DDIM_UNET.replace(image_size=16, in_channels=4), _KERAS_DDIM_DIFFUSION),
 }
 
 

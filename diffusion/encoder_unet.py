@@ -37,10 +37,11 @@ class Torso(NamedTuple):
     feature_size: int  # sum of block widths (the reference's `_feature_size`, for the spatial pools)
 
 
-def time_embed_mlp(model_channels: int) -> nn.Sequential:
-    """Sinusoid [N, model_channels] -> [N, 4 * model_channels] (linear, SiLU, linear: `time_embed.0/.2`)."""
+def time_embed_mlp(model_channels: int, in_dims: int | None = None) -> nn.Sequential:
+    """Sinusoid [N, in_dims (default model_channels)] -> [N, 4 * model_channels] (linear, SiLU, linear:
+    `time_embed.0/.2`)."""
     dim = 4 * model_channels
-    return nn.Sequential(nn.Linear(model_channels, dim), nn.SiLU(), nn.Linear(dim, dim))
+    return nn.Sequential(nn.Linear(in_dims or model_channels, dim), nn.SiLU(), nn.Linear(dim, dim))
 
 
 def resblock_factory(model_channels: int, dropout: float, dims: int, use_checkpoint: bool,

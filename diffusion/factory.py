@@ -41,6 +41,7 @@ def create_model(cfg: UNetConfig) -> UNetModel:
         use_scale_shift_norm=cfg.use_scale_shift_norm,
         resblock_updown=cfg.resblock_updown,
         use_new_attention_order=cfg.use_new_attention_order,
+        time_embedding=(cfg.time_embedding, cfg.time_embedding_dims, cfg.time_embedding_max_frequency),
     )
 
 
@@ -86,6 +87,8 @@ def create_gaussian_diffusion(cfg: DiffusionConfig, learn_sigma: bool = False, l
 
     if cfg.use_kl:
         loss_type = LossType.RESCALED_KL
+    elif cfg.use_l1:
+        loss_type = LossType.L1
     elif cfg.rescale_learned_sigmas:
         loss_type = LossType.RESCALED_MSE
     else:
@@ -109,6 +112,7 @@ def create_gaussian_diffusion(cfg: DiffusionConfig, learn_sigma: bool = False, l
         model_var_type=var_type,
         loss_type=loss_type,
         rescale_timesteps=cfg.rescale_timesteps,
+        model_input=cfg.model_input,
     )
 
 

@@ -45,12 +45,15 @@ class LossType(enum.Enum):
     RESCALED_MSE = enum.auto()  # MSE + variational bound scaled by T / 1000
     KL = enum.auto()  # the variational bound alone
     RESCALED_KL = enum.auto()  # the bound times T: an estimate of the full bound
+    L1 = enum.auto()  # mean absolute error of the mean output (the Keras DDIM example's noise loss)
 
     def is_vb(self) -> bool:
         return self in (LossType.KL, LossType.RESCALED_KL)
 
 
 _LEARNED = (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)
+# What the model is given besides x_t: the timestep (the reference) or the noise variance 1 - alpha_bar_t.
+MODEL_INPUTS = ("timestep", "noise_variance")
 
 
 class GaussianDiffusion:
@@ -69,6 +72,7 @@ class GaussianDiffusion:
         model_var_type: ModelVarType,
         loss_type: LossType,
         rescale_timesteps: bool = False,
+        model_input: str = "timestep",
     ) -> None:
         for value, kind in ((model_mean_type, ModelMeanType), (model_var_type, ModelVarType), (loss_type, LossType)):
             if not isinstance(value, kind):
@@ -77,6 +81,9 @@ class GaussianDiffusion:
         self.model_var_type = model_var_type
         self.loss_type = loss_type
         self.rescale_timesteps = rescale_timesteps
+        if model_input not in MODEL_INPUTS:
+            raise ValueError(f"model_input must be one of {MODEL_INPUTS}, got {model_input!r}")
+        self.model_input = model_input
         self.tables = F.process_tables(betas)
         vars(self).update(self.tables.as_dict())  # reference attribute names: self.betas, self.alphas_cumprod, ...
         self.num_timesteps = int(self.tables.betas.shape[0])
@@ -102,6 +109,10 @@ class GaussianDiffusion:
 
     # -- p: the model's reverse process ---------------------------------------------------------------------
     def _scale_timesteps(self, t: Tensor) -> Tensor:
+        """What the model is given for step t: t, t * 1000 / T (rescale_timesteps), or the noise variance
+        1 - alpha_bar_t (model_input "noise_variance", as the Keras DDIM example's network)."""
+        if self.model_input == "noise_variance":
+            return torch.as_tensor(1.0 - self.alphas_cumprod, dtype=torch.float32, device=t.device)[t]
         return t.float() * (1000.0 / self.num_timesteps) if self.rescale_timesteps else t
 
     def _predict_xstart_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
@@ -335,7 +346,10 @@ class GaussianDiffusion:
         if model_output.shape != target.shape:
             raise ValueError(f"model output {tuple(model_output.shape)} does not match target {tuple(target.shape)}")
         terms["mse"] = mean_flat((target - model_output) ** 2)
-        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        if self.loss_type == LossType.L1:
+            terms["mae"] = mean_flat((target - model_output).abs())
+        main = terms["mae"] if self.loss_type == LossType.L1 else terms["mse"]
+        terms["loss"] = main + terms["vb"] if "vb" in terms else main
         return terms
 
     def _prior_bpd(self, x_start: Tensor) -> Tensor:

@@ -72,6 +72,14 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return embedding
 
 
+def keras_ddim_embedding(values: torch.Tensor, dim: int = 32, max_frequency: float = 1000.0) -> torch.Tensor:
+    """The Keras DDIM example's sinusoidal embedding [N] -> [N, dim]: sin half then cos half of 2 pi f x, with dim / 2
+    frequencies f spaced geometrically from 1 to max_frequency (it embeds the noise variance)."""
+    freqs = torch.exp(torch.linspace(0.0, math.log(max_frequency), dim // 2, dtype=torch.float32))
+    args = 2.0 * math.pi * freqs.to(values.device)[None] * values[:, None].float()  # [N, dim / 2]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # [N, dim]
+
+
 def checkpoint(func: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], flag: bool) -> torch.Tensor:
     """`func(*inputs)`, recomputed in the backward pass instead of storing activations when `flag` is set.
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from diffusion.gaussian_diffusion import GaussianDiffusion
+from diffusion.schedules import betas_from_alpha_bars
 
 
 def _ddim_steps(num_timesteps: int, desired_count: int) -> set[int]:
@@ -93,13 +94,18 @@ def space_timesteps(num_timesteps: int, section_counts: str | Iterable[int]) -> 
 class _WrappedModel:
     """Calls model(x, timestep_map[t] (rescaled to 0..1000 if asked), **kwargs): spaced index -> original step."""
 
-    def __init__(self, model: Any, timestep_map: list[int], rescale_timesteps: bool, original_num_steps: int):
+    def __init__(self, model: Any, timestep_map: list[int], rescale_timesteps: bool, original_num_steps: int,
+                 noise_variances: np.ndarray | None = None):
         self.model = model
         self.timestep_map = timestep_map
         self.rescale_timesteps = rescale_timesteps
         self.original_num_steps = original_num_steps
+        self.noise_variances = noise_variances  # [len(timestep_map)]: model_input "noise_variance"
 
     def __call__(self, x: Tensor, ts: Tensor, **kwargs: Any) -> Tensor:
+        if self.noise_variances is not None:  # the model sees 1 - alpha_bar of the original step
+            return self.model(x, torch.as_tensor(self.noise_variances, dtype=torch.float32, device=ts.device)[ts],
+                              **kwargs)
         map_tensor = torch.tensor(self.timestep_map, device=ts.device, dtype=ts.dtype)
         new_ts = map_tensor[ts]
         if self.rescale_timesteps:
@@ -126,13 +132,14 @@ class SpacedDiffusion(GaussianDiffusion):
         self.timestep_map: list[int] = sorted(self.use_timesteps)
         kept = base.alphas_cumprod[self.timestep_map]
         # beta_k = 1 - alpha_bar[t_k] / alpha_bar[t_{k-1}] with alpha_bar before the first kept step = 1.
-        kwargs["betas"] = 1.0 - kept / np.append(1.0, kept[:-1])
+        kwargs["betas"] = betas_from_alpha_bars(kept)
         super().__init__(**kwargs)
 
     def _wrap_model(self, model: Any) -> _WrappedModel:
         if isinstance(model, _WrappedModel):
             return model
-        return _WrappedModel(model, self.timestep_map, self.rescale_timesteps, self.original_num_steps)
+        variances = 1.0 - self.alphas_cumprod if self.model_input == "noise_variance" else None
+        return _WrappedModel(model, self.timestep_map, self.rescale_timesteps, self.original_num_steps, variances)
 
     def p_mean_variance(self, model: Any, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
         return super().p_mean_variance(self._wrap_model(model), *args, **kwargs)

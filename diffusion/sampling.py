@@ -106,7 +106,7 @@ def check_guide(loaded: LoadedCheckpoint, guide: LoadedCheckpoint) -> None:
                 "classes": u.num_classes if u.class_cond else None,
                 "noise schedule": (d.noise_schedule, d.diffusion_steps),
                 "prediction": "x0" if d.predict_xstart else "v" if d.predict_v else "eps",
-                "rescale_timesteps": d.rescale_timesteps,
+                "rescale_timesteps": d.rescale_timesteps, "model input": d.model_input,
                 "data": (data.get("kind"), data.get("latent_norm"), data.get("scale_factor"))}
     ours, theirs = facts(loaded), facts(guide)
     differ = [f"{k}: {ours[k]} vs {theirs[k]}" for k in ours if ours[k] != theirs[k]]

@@ -25,7 +25,7 @@ from diffusion.encoder_unet import (
     time_embed_mlp,
     torso_arguments,
 )
-from diffusion.nn import conv_nd, normalization, timestep_embedding, zero_module
+from diffusion.nn import conv_nd, keras_ddim_embedding, normalization, timestep_embedding, zero_module
 
 __all__ = ["UNetModel", "EncoderUNetModel"]
 
@@ -49,7 +49,8 @@ class UNetModel(TorsoPrecisionMixin, nn.Module):
                  num_classes: int | None = None, use_checkpoint: bool = False, use_fp16: bool = False,
                  num_heads: int = 1, num_head_channels: int = -1, num_heads_upsample: int = -1,
                  use_scale_shift_norm: bool = False, resblock_updown: bool = False,
-                 use_new_attention_order: bool = False):
+                 use_new_attention_order: bool = False,
+                 time_embedding: tuple[str, int, float] = ("timestep", 32, 1000.0)):
         super().__init__()
         num_heads_upsample = num_heads if num_heads_upsample == -1 else num_heads_upsample
         self.image_size, self.in_channels, self.out_channels = image_size, in_channels, out_channels
@@ -60,7 +61,9 @@ class UNetModel(TorsoPrecisionMixin, nn.Module):
         self.num_heads_upsample = num_heads_upsample
 
         emb_dim = 4 * model_channels
-        self.time_embed = time_embed_mlp(model_channels)
+        # (kind, dims, max frequency): the reference's sinusoid of width model_channels, or the Keras DDIM example's.
+        self.time_embedding = time_embedding
+        self.time_embed = time_embed_mlp(model_channels, None if time_embedding[0] == "timestep" else time_embedding[1])
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, emb_dim)
         torso = build_torso(**torso_arguments(locals()))  # the constructor arguments the torso shares
@@ -112,10 +115,17 @@ class UNetModel(TorsoPrecisionMixin, nn.Module):
             raise ValueError(f"labels {bad} are out of range: valid labels are 0..{self.num_classes - 1} "
                              f"(num_classes={self.num_classes} embedding rows)")
 
+    def _embed_time(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """[N] timesteps (or noise variances) -> [N, model_channels or time_embedding dims] sinusoid."""
+        kind, dims, max_frequency = self.time_embedding
+        if kind == "timestep":
+            return timestep_embedding(timesteps, self.model_channels)
+        return keras_ddim_embedding(timesteps, dims, max_frequency)
+
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x [N, C_in, *S], timesteps [N] (possibly fractional), y [N] labels or None -> [N, C_out, *S]."""
         self._check_labels(x, y)
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))  # [N, 4 * model_channels]
+        emb = self.time_embed(self._embed_time(timesteps))  # [N, 4 * model_channels]
         if y is not None:
             emb = emb + self.label_emb(y)  # [N, 4 * model_channels]
         skips = []

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             kwargs["help"] = f"{kwargs['help']} {preset_hint(field, PRESETS)}".rstrip()
         p.add_argument(flag, **kwargs)
 
-    add("--preset", default="fashion_mnist", help="named defaults: fashion_mnist, photos64, tiny")
+    add("--preset", default="fashion_mnist", help="named defaults: " + ", ".join(sorted(PRESETS)))
     add("--data", help="fashion_mnist, tfds:NAME, or a folder of images")
     add("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
         help="class labels of a folder source: sub-folder names or the filename prefix before '_'")

@@ -131,6 +131,12 @@ PRESETS: dict[str, VAEConfig] = {
         data="folder", image_size=64, channels=3, base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=1,
         epochs=20, batch_size=32, extra={"preset": "photos64"},
     ),
+    # Oxford Flowers 102 at 64x64 (the Keras DDIM example's data: all official splits re-split 80/20, center crops),
+    # f=4 like photos64: 16x16 latents for the keras-ddim-latent diffusion preset.
+    "flowers64": VAEConfig(
+        data="tfds:oxford_flowers102", image_size=64, channels=3, base_channels=16, channel_mult=(1, 2, 4),
+        num_res_blocks=1, epochs=20, batch_size=32, extra={"preset": "flowers64"},
+    ),
     "tiny": VAEConfig(
         image_size=16, base_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, norm_groups=4, epochs=1,
         batch_size=16, jit_compile=False, eval_images=64, extra={"preset": "tiny"},

@@ -88,6 +88,13 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         batch_size=128, lr=1e-3, ema_rate="0.999", max_steps=1800, save_interval=50, log_interval=10,
         ema_warmup=True, grad_clip=1.0, cfg_dropout=0.1, snr_gamma=5.0, precision="auto",
     ),
+    # The Keras DDIM example's training: batch 64, AdamW lr 1e-3 weight decay 1e-4, EMA 0.999 from the first step.
+    # Its 80 epochs of the data repeated 5 times are 400 passes: --max-steps 400 * train images / 64 (Flowers' 6,552
+    # training images: 40,950 steps), or stop by --max-train-minutes.
+    "keras-ddim": TrainConfig(batch_size=64, lr=1e-3, weight_decay=1e-4, ema_rate="0.999", save_interval=1000,
+                              log_interval=50, precision="auto"),
+    "keras-ddim-latent": TrainConfig(batch_size=64, lr=1e-3, weight_decay=1e-4, ema_rate="0.999",
+                                     save_interval=1000, log_interval=50, precision="auto"),
 }
 
 

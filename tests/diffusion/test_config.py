@@ -35,7 +35,7 @@ def test_validation_messages():
         UNetConfig(null_class=True)
     with pytest.raises(ValueError, match="predict_xstart and predict_v are exclusive"):
         DiffusionConfig(predict_xstart=True, predict_v=True)
-    with pytest.raises(ValueError, match=r"unknown noise_schedule 'cosin'; use one of \('linear', 'cosine'\)"):
+    with pytest.raises(ValueError, match=r"unknown noise_schedule 'cosin'; use one of \('linear', 'cosine', 'signal_"):
         DiffusionConfig(noise_schedule="cosin")
     with pytest.raises(ValueError, match="unknown preset 'mnist'"):
         preset("mnist")

@@ -96,9 +96,11 @@ def test_training_losses_keys_and_shapes(loss, var):
     x0, t = torch.randn(SHAPE), torch.tensor([0, 5, T - 1])
     terms = d.training_losses(model, x0, t)
     expected = {"loss"} if loss.is_vb() else ({"loss", "mse", "vb"} if learned else {"loss", "mse"})
+    expected |= {"mae"} if loss == LossType.L1 else set()
     assert set(terms) == expected and all(v.shape == (3,) for v in terms.values())
+    main = terms["mae"] if loss == LossType.L1 else terms.get("mse")
     if "vb" in terms:
-        torch.testing.assert_close(terms["loss"], terms["mse"] + terms["vb"])
+        torch.testing.assert_close(terms["loss"], main + terms["vb"])
 
 
 def test_rescaled_losses_scale_the_bound():

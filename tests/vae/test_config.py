@@ -52,3 +52,9 @@ def test_presets_are_copies():
     assert "x" not in preset("fashion_mnist").extra
     with pytest.raises(ValueError, match="unknown VAE preset 'nope'"):
         preset("nope")
+
+
+def test_flowers64_is_the_keras_ddim_examples_data_at_f4():
+    cfg = preset("flowers64")
+    assert (cfg.data, cfg.image_size, cfg.channels) == ("tfds:oxford_flowers102", 64, 3)
+    assert cfg.image_size // 2 ** (len(cfg.channel_mult) - 1) == 16  # the keras-ddim-latent preset's latent size
