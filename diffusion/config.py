@@ -179,6 +179,7 @@ _FMNIST_UNET = UNetConfig(
     dropout=0.0, class_cond=True, num_classes=10, null_class=True, num_head_channels=32,
     use_scale_shift_norm=True, use_new_attention_order=True,
 )
+_RGB_UNET = _FMNIST_UNET.replace(image_size=16, in_channels=4, channel_mult="1,2,2", attention_resolutions="8,4")
 # The Keras DDIM example (keras.io/examples/generative/ddim, its model card): widths 32, 64, 96, 128 (channel_mult
 # 1,2,3,4 of 32 channels), block depth 2, no attention, unconditional; the noise variance embedded by its 32-dim
 # sinusoid (frequencies 1..1000); its continuous cosine schedule by signal rates (0.95 down to 0.02) discretised to
@@ -205,6 +206,12 @@ PRESETS: dict[str, tuple[UNetConfig, DiffusionConfig]] = {
                    use_scale_shift_norm=True, resblock_updown=True, use_new_attention_order=True),
         DiffusionConfig(diffusion_steps=1000, noise_schedule="cosine"),
     ),
+    # RGB latents (photos64: 16x16x4; photos128: 16x16x4; photos256: 32x32x4, fitted by diffusion.architecture): the
+    # Fashion-MNIST recipe one level deeper, attention at the two coarsest levels (8 and 4 at 16x16).
+    "rgb-latent": (_RGB_UNET, DiffusionConfig(diffusion_steps=1000, noise_schedule="linear")),
+    # The same U-Net on 64x64 RGB pixels (the reference's levels for 64 px, attention at the two coarsest).
+    "rgb-pixel": (_RGB_UNET.replace(image_size=64, in_channels=3, channel_mult="1,2,3,4", attention_resolutions="16,8"),
+                  DiffusionConfig(diffusion_steps=1000, noise_schedule="linear")),
     "keras-ddim": (_KERAS_DDIM_UNET, _KERAS_DDIM_DIFFUSION),
     # The same network and process on a VAE's latents (64 px through an f=4 VAE: 16x16; other sizes are fitted).
     "keras-ddim-latent": (_KERAS_DDIM_UNET.replace(image_size=16, in_channels=4), _KERAS_DDIM_DIFFUSION),

@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None):
     parser = make_parser(__doc__)
     add_training_args(parser, "diffusion")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help="model/diffusion/training preset (default: fmnist-latent, or fmnist-pixel with --pixels)")
+                        help="model/diffusion/training preset (default: from the run's data: rgb-latent for colour "
+                             "images, fmnist-latent otherwise; -pixel with --pixels)")
     parser.add_argument("--resume", action="store_true",
                         help="insist on a checkpoint to continue from (rerunning the same command resumes anyway)")
     parser.add_argument("--guide", action="store_true",
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    preset = args.preset or ("fmnist-pixel" if args.pixels else "fmnist-latent")
+    preset = args.preset or default_preset(RunPaths(args.run), args.pixels)
     unet_base, diff_base = PRESETS[preset]
     run = RunPaths(args.run)
 
@@ -74,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
 
     return run_training(build, args.threads)
+
+
+def default_preset(run: RunPaths, pixels: bool) -> str:
+    """The preset for the run's data when none is named: rgb-* for colour images (latents/meta.json says what the
+    VAE saw), fmnist-* otherwise (grayscale, the embedded default)."""
+    meta_path = run.latents / "meta.json"
+    colour = meta_path.is_file() and int(read_json(meta_path).get("channels", 1)) == 3
+    preset = ("rgb" if colour else "fmnist") + ("-pixel" if pixels else "-latent")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"preset {preset} (from the data: {'RGB' if colour else 'grayscale'} images; --preset to choose "
+              "another)", flush=True)
+    return preset
 
 
 def pixel_shape(run: RunPaths, unet: UNetConfig, explicit: dict) -> tuple[int, int]:

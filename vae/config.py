@@ -131,6 +131,16 @@ PRESETS: dict[str, VAEConfig] = {
         data="folder", image_size=64, channels=3, base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=1,
         epochs=20, batch_size=32, extra={"preset": "photos64"},
     ),
+    # RGB at 128 and 256 px with f=8 (LDM's KL-f8 levels 1,2,4,4 at a fraction of its width): 16x16x4 and 32x32x4
+    # latents, the sizes the rgb-latent diffusion preset is written for.
+    "photos128": VAEConfig(
+        data="folder", image_size=128, channels=3, base_channels=16, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
+        epochs=20, batch_size=16, extra={"preset": "photos128"},
+    ),
+    "photos256": VAEConfig(
+        data="folder", image_size=256, channels=3, base_channels=16, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
+        epochs=20, batch_size=8, extra={"preset": "photos256"},
+    ),
     # Oxford Flowers 102 at 64x64 (the Keras DDIM example's data: all official splits re-split 80/20, center crops),
     # f=4 like photos64: 16x16 latents for the keras-ddim-latent diffusion preset.
     "flowers64": VAEConfig(

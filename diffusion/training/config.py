@@ -70,6 +70,8 @@ class TrainConfig(ConfigMixin):
         return min(bounds) if bounds else 0
 
 
+_RGB_TRAIN = TrainConfig(batch_size=64, lr=1e-3, ema_rate="0.999", save_interval=200, log_interval=20,
+                         ema_warmup=True, grad_clip=1.0, cfg_dropout=0.1, snr_gamma=5.0, precision="auto")
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # 8x8x8 Fashion-MNIST latents on 2 CPU cores at batch 128: 2,600 steps, ~12 minutes in bf16 on a CPU with AMX
     # (0.28 s per step), ~17.5 in fp32 (0.40 s); `auto` picks bf16 only where the hardware has it. 1,800 steps gave
@@ -88,6 +90,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         batch_size=128, lr=1e-3, ema_rate="0.999", max_steps=1800, save_interval=50, log_interval=10,
         ema_warmup=True, grad_clip=1.0, cfg_dropout=0.1, snr_gamma=5.0, precision="auto",
     ),
+    # RGB: the Fashion-MNIST recipe at batch 64, stopped by --max-steps or --max-train-minutes.
+    "rgb-latent": _RGB_TRAIN,
+    "rgb-pixel": _RGB_TRAIN,
     # The Keras DDIM example's training: batch 64, AdamW lr 1e-3 weight decay 1e-4, EMA 0.999 from the first step.
     # Its 80 epochs of the data repeated 5 times are 400 passes: --max-steps 400 * train images / 64 (Flowers' 6,552
     # training images: 40,950 steps), or stop by --max-train-minutes.

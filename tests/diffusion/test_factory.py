@@ -9,7 +9,7 @@ from diffusion.factory import create_classifier, create_gaussian_diffusion, crea
 from diffusion.gaussian_diffusion import LossType, ModelMeanType, ModelVarType
 
 
-@pytest.mark.parametrize("name", ["fmnist-latent", "fmnist-pixel"])
+@pytest.mark.parametrize("name", ["fmnist-latent", "fmnist-pixel", "rgb-latent", "rgb-pixel"])
 def test_small_presets_build_and_run(name):
     unet_cfg, diff_cfg = preset(name)
     model, diffusion = create_model_and_diffusion(unet_cfg, diff_cfg)

@@ -130,7 +130,7 @@ def test_help_shows_the_values_each_preset_trains_with(script_help):
     lines = script_help(parse_args)
     unet, _ = PRESETS["fmnist-latent"]
     assert f"fmnist-latent {unet.num_channels}," in lines["--num-channels"]
-    assert f"guided64 {PRESETS['guided64'][0].num_channels})" in lines["--num-channels"]
+    assert f"guided64 {PRESETS['guided64'][0].num_channels}," in lines["--num-channels"]
     assert f"fmnist-latent {TRAIN_PRESETS['fmnist-latent'].lr}," in lines["--lr"]
     assert f"fmnist-latent {TRAIN_PRESETS['fmnist-latent'].ema_rate!r}," in lines["--ema-rate"]
     assert unet.num_channels != PRESETS["guided64"][0].num_channels  # the check above can tell presets apart
@@ -177,3 +177,16 @@ def test_pixel_baseline_takes_the_runs_image_shape(tmp_path, tiny):
     (tmp_path / "latents" / "meta.json").write_text(json.dumps(meta))
     assert pixel_shape(RunPaths(tmp_path), unet, {}) == (64, 3)
     assert pixel_shape(RunPaths(tmp_path), unet, {"image_size": 48}) == (48, 3)
+
+
+def test_the_default_preset_follows_the_runs_images(tmp_path, tiny):
+    from pipelines.train_diffusion import default_preset
+    from runfs import RunPaths
+
+    assert default_preset(RunPaths(tmp_path), pixels=False) == "fmnist-latent"  # no latents yet: the default data
+    tiny[2](tmp_path)  # grayscale (channels 1)
+    assert default_preset(RunPaths(tmp_path), pixels=True) == "fmnist-pixel"
+    meta = json.loads((tmp_path / "latents" / "meta.json").read_text())
+    (tmp_path / "latents" / "meta.json").write_text(json.dumps({**meta, "channels": 3}))
+    assert default_preset(RunPaths(tmp_path), pixels=False) == "rgb-latent"
+    assert default_preset(RunPaths(tmp_path), pixels=True) == "rgb-pixel"
