@@ -1,5 +1,5 @@
-"""`benchmark.py --estimate`: GPU memory of pixel vs latent training and sampling by simulation (`estimate.py`),
-the largest microbatch under each budget, and checkpoint sizes, for one model at several resolutions.
+"""`latent_vs_pixel.py --estimate`: GPU memory of pixel vs latent training and sampling by simulation
+(`estimate.py`), the largest microbatch under each budget, and checkpoint sizes, for one model at several resolutions.
 
 Each case is simulated at two batches; every activation is proportional to the batch, so the peak is a line
 through them (`LinearFit`); the optimizer phase's peak does not depend on the batch. The largest microbatch

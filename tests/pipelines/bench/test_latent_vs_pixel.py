@@ -1,4 +1,5 @@
-"""pipelines/benchmark.py end to end at toy size, in a fresh interpreter (so TensorFlow imports are visible)."""
+"""pipelines/bench/latent_vs_pixel.py end to end at toy size, in a fresh interpreter (so TensorFlow imports are
+visible)."""
 
 import json
 import subprocess
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.benchmark import main, parse_budget
+from pipelines.bench.latent_vs_pixel import budget_list, main, parse_budget
 
 REPO = Path(__file__).resolve().parents[2]
 CASE_FIELDS = {"name", "size", "space", "factor", "input_shape", "unet", "decoder", "train", "sample", "params",
@@ -19,7 +20,7 @@ def test_report_has_every_field_oom_recorded_and_no_tensorflow(tiny_pipeline_run
     args = ["--run", str(tiny_pipeline_run), "--out", str(out), "--sizes", "16", "--factors", "4",
             "--batch-size", "2", "--sample-batch", "2", "--steps", "2", "--repeats", "1", "--warmup", "0",
             "--device", "cpu", "--search", "real", "--inject-oom-batch", "3", "--no-progress"]
-    code = ("import sys; from pipelines.benchmark import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from pipelines.bench.latent_vs_pixel import main; rc = main(sys.argv[1:]); "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')], 'TF imported'; "
             "sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -43,6 +44,7 @@ def test_report_has_every_field_oom_recorded_and_no_tensorflow(tiny_pipeline_run
 
 
 def test_budget_parsing_and_message():
+    assert budget_list("16GiB,80GiB") == (16, 80)
     assert parse_budget("16GiB") == 16 and parse_budget("512MiB") == 0.5 and parse_budget("2") == 2
     with pytest.raises(Exception, match="write a size like 16GiB"):
         parse_budget("lots")
