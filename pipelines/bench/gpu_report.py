@@ -36,6 +36,8 @@ def _stage_lines(stage: str, r: dict) -> list[str]:
                 f"images on {res['images_device']}: {res['decode_seconds_per_64'] * 1000:.1f} ms per 64 images")
     elif stage == "bench":
         text = f"{len(res['cases'])} cases measured; table below"
+    elif stage == "claim":
+        text = f"guided128 ({res['params'] / 1e6:.1f} M parameters), fp32, AdamW + EMA; table below"
     else:
         text = "estimate beside each measured case; table below"
     return [f"- **{stage}: ok** ({r['seconds']} s): {text}"]
@@ -74,4 +76,12 @@ def markdown(gpus: list[str], results: dict[str, dict]) -> str:
         lines += ["", "## Estimate (simulation) vs measured", "",
                   "Training: AdamW, no EMA, batch as measured; sampling: one DDIM step, torch's memory only (the "
                   "decoder's onnxruntime arena is in the NVML column).", ""] + _compare_table(compare)
+    claim = results.get("claim", {}).get("result")
+    if claim:
+        lines += ["", "## Seed notes: guided128 at 128x128, fp32, AdamW + EMA", "",
+                  "| microbatch | max_memory_allocated MiB | reserved MiB | NVML process MiB | estimate MiB |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['batch']} | OOM | - | - | - |" if r.get("status") == "oom" else
+                  f"| {r['batch']} | {_mib(r['max_memory_allocated'])} | {_mib(r['max_memory_reserved'])} | "
+                  f"{_mib(r['nvml_process_bytes'])} | {_mib(r['estimate'])} |" for r in claim["rows"]]
     return "\n".join(lines) + "\n"

@@ -111,7 +111,48 @@ def compare(report_path: str) -> dict[str, Any]:
     return {"cases": rows}
 
 
-STAGES = {"vae": vae, "stage2": stage2, "sample": sample, "compare": compare}
+def claim(batches: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> dict[str, Any]:
+    """The seed notes' "over 16GB above microbatch 3" at 128x128: guided-diffusion's 128 model, fp32, AdamW and one
+    EMA copy, measured at each microbatch (second step's peak), with the estimate at the same batches."""
+    import torch
+
+    from diffusion.factory import create_gaussian_diffusion, create_model
+    from diffusion.training.ema import EMA
+    from diffusion.training.objectives import diffusion_objective
+    from pipelines.bench.estimate import train_step
+    from pipelines.bench.memory import nvml_process_bytes
+    from pipelines.bench.reference_models import model
+
+    unet, diffusion = model("guided128")
+    net = create_model(unet).cuda()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    ema, objective = EMA(net, [0.9999]), diffusion_objective(create_gaussian_diffusion(diffusion, learn_sigma=True))
+    rows = []
+    for batch in batches:
+        try:
+            for step in (1, 2):
+                if step == 2:
+                    torch.cuda.reset_peak_memory_stats()
+                x = torch.randn(batch, 3, 128, 128, device="cuda")
+                y = torch.randint(0, 1000, (batch,), device="cuda")
+                t = torch.randint(0, 1000, (batch,), device="cuda")
+                optimizer.zero_grad(set_to_none=True)
+                objective(net, x, t, y, torch.randn_like(x))["loss"].mean().backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+                ema.update(net, step)
+            torch.cuda.synchronize()
+            rows.append({"batch": batch, "max_memory_allocated": torch.cuda.max_memory_allocated(),
+                         "max_memory_reserved": torch.cuda.max_memory_reserved(),
+                         "nvml_process_bytes": nvml_process_bytes(torch.device("cuda")),
+                         "estimate": train_step(unet, diffusion, batch, "fp32", 1, target="cuda").peak_bytes})
+        except torch.OutOfMemoryError:
+            rows.append({"batch": batch, "status": "oom"})
+            break
+    return {"params": sum(p.numel() for p in net.parameters()), "rows": rows}
+
+
+STAGES = {"vae": vae, "stage2": stage2, "sample": sample, "compare": compare, "claim": claim}
 
 
 def main(argv: list[str] | None = None) -> int:
