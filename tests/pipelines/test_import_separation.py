@@ -25,7 +25,8 @@ STAGE1 = {s: TORCH for s in ("train_vae", "encode", "export", "tune_decoder", "b
                              "bench/export_decoders")}
 STAGE2 = {s: TENSORFLOW for s in (
     "train_diffusion", "train_classifier", "sample", "package_run", "evaluate", "tune_guidance", "plot_log",
-    "demo", "bench/latent_vs_pixel", "bench/worker", "bench/train_steps", "bench/unet_modes", "bench/gpu_check")}
+    "demo", "bench/latent_vs_pixel", "bench/worker", "bench/train_steps", "bench/unet_modes", "bench/gpu_check",
+    "bench/validate_estimate")}
 # Scripts that hold both sides on purpose, with the reason (a new script must be classified above or here).
 BOTH = {"bench/decode_engines": "times Keras predict against onnxruntime on the same decoder, on the CPU",
         "bench/gpu_stages": "one stage per process: `vae` imports TensorFlow alone, the others torch alone"}

@@ -1,7 +1,6 @@
 """The memory estimate (pipelines/bench/estimate.py): closed forms for what must be alive, linearity in the batch,
 the label check under fake tensors, and the estimate against a measured CPU peak."""
 
-import os
 import warnings
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 from diffusion.config import DiffusionConfig, UNetConfig
 from diffusion.factory import create_model
 from pipelines.bench.estimate import ASSUMPTIONS, LinearFit, device_bytes, sample_step, train_step
-from pipelines.bench.runner import run_worker
+from pipelines.bench.validate_estimate import MID32, measured_peak, runtime_bytes, simulated_peak
 
 SMALL = UNetConfig(image_size=16, in_channels=3, num_channels=32, num_res_blocks=1, channel_mult="1,2",
                    attention_resolutions="8", class_cond=True, num_classes=10, num_head_channels=16)
@@ -71,25 +70,10 @@ def test_label_check_runs_on_real_tensors_and_is_skipped_on_fake_ones():
     assert estimate.peak_bytes > 0
 
 
-def measure(unet: UNetConfig, batch: int) -> int:
-    """Peak RSS over the idle baseline of one training step measurement in a fresh process (no EMA)."""
-    spec = {"task": "train", "unet": unet.to_dict(), "diffusion": DIFFUSION.to_dict(), "device": "cpu",
-            "warmup": 1, "repeats": 1, "steps": 1, "decoder_dir": None, "budget_bytes": 0, "cap": 1,
-            "inject_oom_batch": 0, "batch": batch}
-    result = run_worker(spec, 300)
-    assert result["status"] == "ok", result
-    return result["peak_bytes"]
-
-
 def test_training_estimate_within_20_percent_of_the_measured_cpu_peak(monkeypatch):
     # glibc keeps freed blocks below its dynamic mmap threshold resident: a fixed threshold makes RSS follow the
     # live bytes (docs/gpu.md, "Validation"); the CPU runtime's own pages are measured with a minimal model.
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    minimal = UNetConfig(image_size=8, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult="1",
-                         attention_resolutions="", num_heads=1)
-    runtime = measure(minimal, 1) - train_step(minimal, DIFFUSION, 1, ema_copies=0, target="cpu").peak_bytes
-    unet = SMALL.replace(image_size=32, num_channels=64, channel_mult="1,2,2", attention_resolutions="16,8")
-    estimate = train_step(unet, DIFFUSION, 16, ema_copies=0, target="cpu").peak_bytes
-    measured = measure(unet, 16)
+    runtime = runtime_bytes("train")
+    estimate, measured = simulated_peak(MID32, 16, "train"), measured_peak(MID32, 16, "train")
     assert 0.8 <= (estimate + runtime) / measured <= 1.2, (estimate, runtime, measured)
-    assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "65536"
