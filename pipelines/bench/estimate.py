@@ -70,6 +70,12 @@ def _cuda_block_rounding(enabled: bool) -> Iterator[None]:
         info._calculate_mem_consumed = original
 
 
+def _tensors(fake: bool) -> contextlib.AbstractContextManager:
+    """Fake tensors (the simulation; real CPU tensors such as the process's tables are converted on the way in), or
+    real ones (the tracker's accounting checked on real execution)."""
+    return FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
+
+
 def _meta_model(unet: UNetConfig) -> torch.nn.Module:
     """The U-Net on the meta device (no initialisation computed); `.to_empty(device=...)` inside the fake mode
     then gives it fake parameters (built outside the mode: fake meta tensors could not be swapped for fake ones)."""
@@ -103,14 +109,16 @@ def simulation_device() -> str:
 
 
 def train_step(unet: UNetConfig, diffusion: DiffusionConfig, batch: int, precision: str = "fp32",
-               ema_copies: int = 1, target: str = "cuda", snr_gamma: float = 0.0) -> Estimate:
+               ema_copies: int = 1, target: str = "cuda", snr_gamma: float = 0.0, fake: bool = True) -> Estimate:
     """Peak of the second training step at `batch` (forward, backward, gradient clipping, AdamW, EMA update), as
     `diffusion.training.loop.TrainLoop.run_step` takes it with one microbatch. target "cuda" predicts the GPU's
-    allocator (512-byte blocks, AdamW's foreach path as torch picks it on CUDA); "cpu" this machine's tensors."""
+    allocator (512-byte blocks, AdamW's foreach path as torch picks it on CUDA); "cpu" this machine's tensors.
+    fake=False runs the same step on real (uninitialised) tensors under the same tracker: the check that the fake
+    tensors account for exactly what real execution allocates."""
     device = simulation_device() if target == "cuda" else "cpu"
     on_gpu = target == "cuda"
     model = _meta_model(unet)
-    with FakeTensorMode(allow_non_fake_inputs=True), _cuda_block_rounding(on_gpu and device == "cpu"):
+    with _tensors(fake), _cuda_block_rounding(on_gpu and device == "cpu"):
         model = model.to_empty(device=device)
         params = sum(p.numel() for p in model.parameters())
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=on_gpu)
@@ -141,13 +149,14 @@ def train_step(unet: UNetConfig, diffusion: DiffusionConfig, batch: int, precisi
 
 @torch.no_grad()
 def sample_step(unet: UNetConfig, diffusion: DiffusionConfig, batch: int, precision: str = "fp32",
-                target: str = "cuda") -> Estimate:
-    """Peak of one DDIM denoising step at `batch` with the (EMA) weights loaded, as `sample.py` takes it."""
+                target: str = "cuda", fake: bool = True) -> Estimate:
+    """Peak of one DDIM denoising step at `batch` with the (EMA) weights loaded, as `sample.py` takes it
+    (fake=False: on real tensors, as `train_step`)."""
     device = simulation_device() if target == "cuda" else "cpu"
     process = create_gaussian_diffusion(diffusion.replace(timestep_respacing="ddim10"),
                                         learn_sigma=unet.learn_sigma, lambda_min=DEFAULT_LAMBDA_MIN)
     model = _meta_model(unet)
-    with FakeTensorMode(allow_non_fake_inputs=True), _cuda_block_rounding(target == "cuda" and device == "cpu"):
+    with _tensors(fake), _cuda_block_rounding(target == "cuda" and device == "cpu"):
         model = model.to_empty(device=device).eval()
         params = sum(p.numel() for p in model.parameters())
         with _tracking(model) as tracker:

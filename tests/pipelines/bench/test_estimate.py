@@ -77,3 +77,9 @@ def test_training_estimate_within_20_percent_of_the_measured_cpu_peak(monkeypatc
     runtime = runtime_bytes("train")
     estimate, measured = simulated_peak(MID32, 16, "train"), measured_peak(MID32, 16, "train")
     assert 0.8 <= (estimate + runtime) / measured <= 1.2, (estimate, runtime, measured)
+
+
+def test_fake_tensors_account_for_what_real_tensors_allocate():
+    for fn in (train_step, sample_step):
+        fake, real = (fn(SMALL, DIFFUSION, 4, target="cpu", fake=f) for f in (True, False))
+        assert fake.peak_bytes == real.peak_bytes and fake.at_peak == real.at_peak
