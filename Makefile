@@ -7,28 +7,40 @@ PIP := $(BIN)/pip
 TORCH_VERSION ?= 2.13.0
 # Where no GPU is present, torch comes from PyTorch's CPU wheel index (a small CPU build, not the CUDA one).
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# GPU=1: torch's CUDA 13 build, tensorflow[and-cuda] (CUDA 12) and onnxruntime-gpu's CUDA 13 libraries (the `gpu`
+# extra; docs/gpu.md). Default: 1 where `nvidia-smi -L` lists a GPU.
+GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && echo 1 || echo 0)
 RUN ?= runs/demo
 TRAIN_RUN ?= runs/demo-train
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-gpu$(GPU)
 
-.PHONY: setup data test lint demo demo-train bench
+.PHONY: setup data test lint demo demo-train bench gpu-check
 
 setup: $(STAMP) data
 
-# 1. venv  2. torch first (keep a torch the user already has, e.g. their own CUDA build)  3. the project
+# 1. venv  2. torch first  3. the project with every extra the tests need (+ the `gpu` extra on a GPU).
+# CPU: torch $(TORCH_VERSION) from the CPU index, unless a torch is already installed (e.g. the user's own build).
+# GPU: torch $(TORCH_VERSION) from PyPI (the CUDA build), replacing a CPU build if one is there.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	@if $(PY) -c "import torch" 2>/dev/null; then \
-	  echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  echo "GPU found: installing the CUDA build of torch"; $(PIP) install -q "torch>=2.4"; \
+	@if [ "$(GPU)" = 1 ]; then \
+	  if [ "$$($(PY) -c 'import torch; print(torch.version.cuda is not None)' 2>/dev/null)" != True ]; then \
+	    echo "GPU: installing torch $(TORCH_VERSION) (CUDA 13 build)"; \
+	    $(PIP) uninstall -q -y torch 2>/dev/null; $(PIP) install -q "torch==$(TORCH_VERSION)"; \
+	  fi; \
+	  echo "GPU: the project with tensorflow[and-cuda] (CUDA 12) and onnxruntime-gpu[cuda,cudnn] (CUDA 13)"; \
+	  $(PIP) install -q -e ".[all,gpu,test]"; \
 	else \
-	  echo "no GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
-	  $(PIP) install -q --retries 0 --timeout 20 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
+	  if $(PY) -c "import torch" 2>/dev/null; then \
+	    echo "torch already installed: $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	  else \
+	    echo "no GPU: installing the CPU build of torch $(TORCH_VERSION)"; \
+	    $(PIP) install -q --retries 0 --timeout 20 "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
+	  fi; \
+	  $(PIP) install -q -e ".[all,test]"; \
 	fi
-	$(PIP) install -q -e ".[test]"
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package when we can install it; otherwise the loader falls back to keras.datasets.
@@ -54,8 +66,16 @@ demo: setup
 demo-train: setup
 	$(PY) pipelines/demo.py --train --run $(TRAIN_RUN)
 
-# Benchmarks (figures go to docs/benchmarks.md).
+# Benchmarks, all in pipelines/bench/ (figures: docs/benchmarks.md, docs/bench/, docs/gpu.md). Minutes on 2 cores.
 bench: setup
-	$(PY) pipelines/bench_train.py
-	$(PY) pipelines/bench_vae.py --tf-image-ssim
-	$(PY) pipelines/benchmark.py --sizes 32,64
+	$(PY) pipelines/bench/train_steps.py
+	$(PY) pipelines/bench/unet_modes.py
+	$(PY) pipelines/bench/vae_steps.py --tf-image-ssim
+	$(PY) pipelines/bench/decode_engines.py
+	$(PY) pipelines/bench/latent_vs_pixel.py --sizes 32,64
+	$(PY) pipelines/bench/latent_vs_pixel.py --estimate --preset guided128 --sizes 128,256 --precisions fp32 \
+	  --budget 16GiB,24GiB,80GiB --out runs/bench/estimate
+
+# The one-shot GPU check (~5-8 minutes on one GPU): writes docs/bench/gpu.md; without a GPU it says so, exit 0.
+gpu-check: setup
+	$(PY) pipelines/bench/gpu_check.py

@@ -90,7 +90,7 @@ def open_session(
     if in_use != provider:
         raise ProviderError(
             f"onnxruntime opened {path.name} on {in_use}, not {provider}: the CUDA libraries onnxruntime "
-            f"{ort.__version__} needs (CUDA 12, cuDNN 9) did not load; install the matching nvidia-* wheels "
-            "(`pip install onnxruntime-gpu[cuda,cudnn]`) or use --device cpu"
+            f"{ort.__version__} needs (1.31: CUDA 13 and cuDNN 9, as torch's CUDA build has them) did not load; "
+            "install them (`make setup GPU=1`, or `pip install onnxruntime-gpu[cuda,cudnn]`) or use --device cpu"
         )
     return session

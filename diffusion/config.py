@@ -172,7 +172,7 @@ DEFAULT_GUIDANCE_SCALE_WITH_GUIDE = 2.0
 DEFAULT_GUIDE_SCALE = 1.2
 
 # Fashion-MNIST latents: 32x32x1 images through the f=4, z=8 VAE -> 8x8x8 (training takes in_channels from the
-# latents, so a z=4 VAE works as well). Widths chosen with pipelines/bench_unet.py
+# latents, so a z=4 VAE works as well). Widths chosen with pipelines/bench/unet_modes.py
 # so that ~15 minutes of training on 2 CPU cores (batch 128) gives recognisable samples (docs/bench/unet.md).
 _FMNIST_UNET = UNetConfig(
     image_size=8, in_channels=8, num_channels=64, num_res_blocks=2, channel_mult="1,2", attention_resolutions="4",

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint as _torch_checkpoint
 
-# The memory format the U-Net runs fastest in, per device type (pipelines/bench_unet.py, docs/bench/unet.md).
+# The memory format the U-Net runs fastest in, per device type (pipelines/bench/unet_modes.py, docs/bench/unet.md).
 # CPU: channels_last makes no-grad forwards (sampling) 1.8-10x faster and training steps at batch 128 7-10%
 # faster; contiguous no-grad convolutions hit a slow oneDNN path. Unmeasured devices stay contiguous.
 DEFAULT_MEMORY_FORMAT: dict[str, torch.memory_format] = {"cpu": torch.channels_last}

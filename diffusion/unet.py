@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 
 import torch
 import torch.nn as nn
+from torch._subclasses.fake_tensor import is_fake
 
 from diffusion.attention import AttentionBlock
 from diffusion.blocks import TimestepEmbedSequential, Upsample
@@ -107,8 +108,10 @@ class UNetModel(TorsoPrecisionMixin, nn.Module):
             raise ValueError(f"y must have shape [{x.shape[0]}] (one label per sample), got {list(y.shape)}")
         if y.dtype.is_floating_point or y.dtype == torch.bool:
             raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
-        if torch.compiler.is_compiling():
-            return  # the range check below is data-dependent and would split a compiled graph
+        if torch.compiler.is_compiling() or is_fake(y):
+            # The range check below reads the labels' values: a compiled graph would split on it, and the fake
+            # tensors of a memory simulation (pipelines/bench/estimate.py) have no values to read.
+            return
         # One host sync per call; an out-of-range index would otherwise be an opaque device-side assert.
         if bool(((y < 0) | (y >= self.num_classes)).any()):
             bad = y[(y < 0) | (y >= self.num_classes)].unique().tolist()

@@ -50,7 +50,7 @@ def diffusion_step_seconds(steps: int = 15, warmup: int = 3) -> float:
     import statistics
 
     from diffusion.training import TRAIN_PRESETS
-    from pipelines.bench_train import step_times  # torch only, no TensorFlow
+    from pipelines.bench.train_steps import step_times  # torch only, no TensorFlow
 
     train = TRAIN_PRESETS["fmnist-latent"]
     return statistics.median(step_times("fmnist-latent", train.precision, train.batch_size, steps, warmup, "auto"))

@@ -10,6 +10,7 @@ Example:  python pipelines/export.py --run runs/demo
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -84,5 +85,11 @@ def main(argv: list[str] | None = None) -> dict:
     return info
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The `ldm-export` console script: main() with exit code 0 (main returns the bridge info to Python callers)."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

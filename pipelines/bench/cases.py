@@ -21,7 +21,7 @@ GIB = 1024**3
 
 @dataclass(frozen=True)
 class BenchConfig(ConfigMixin):
-    """The benchmark's settings; see `pipelines/benchmark.py --help` for each flag."""
+    """The benchmark's settings; see `pipelines/bench/latent_vs_pixel.py --help` for each flag."""
 
     preset: str = "fmnist-latent"
     sizes: tuple[int, ...] = (32, 64, 128)

@@ -6,7 +6,7 @@ benchmark runs it only as a subprocess (`decoders.py`); decode time does not dep
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,9 @@ def export_one(cfg: VAEConfig, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    jobs = read_json((argv if argv is not None else sys.argv[1:])[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("jobs", type=Path, help="JSON list of {vae: VAEConfig dict, out: folder}")
+    jobs = read_json(parser.parse_args(argv).jobs)
     for job in jobs:
         export_one(VAEConfig.from_dict(job["vae"]), Path(job["out"]))
 

@@ -9,6 +9,7 @@ that ran a big case keeps its allocator's pages. SPEC holds `task` ("train", "sa
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 from typing import Any
@@ -145,8 +146,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    spec_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
-    write_json(result_path, run(read_json(spec_path)))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", help="SPEC.json (written by runner.run_worker)")
+    parser.add_argument("result", help="RESULT.json to write")
+    args = parser.parse_args(argv)
+    write_json(args.result, run(read_json(args.spec)))
 
 
 if __name__ == "__main__":

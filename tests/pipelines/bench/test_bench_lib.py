@@ -111,3 +111,15 @@ def test_failed_decoder_export_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="(?s)keras is broken.*--run DIR"):
         decoders.prepare_decoders(cases, tmp_path)
     assert len(commands) == 1 and commands[0][2] == "pipelines.bench.export_decoders"  # one subprocess, both jobs
+
+
+def test_peak_rss_of_a_worker_is_its_own_not_its_parents():
+    # ru_maxrss survives exec: a worker started by a process holding 512 MiB would report >= 512 MiB
+    import subprocess
+    import sys
+
+    held = bytearray(512 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])  # resident
+    code = "from pipelines.bench.memory import peak_rss_bytes; print(peak_rss_bytes())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 400 * 2**20 < len(held)

@@ -5,7 +5,7 @@ Uses the run's trained VAE when --run names one with vae/, otherwise a decoder b
 the current exporter. Prints images per second for each engine and the ratio, measured in one process;
 --profile adds plain onnxruntime sessions (threads, spinning, optimisation level, GroupNorm not fused).
 
-Example:  python pipelines/bench_decode.py --profile
+Example:  python pipelines/bench/decode_engines.py --profile
 """
 
 from __future__ import annotations

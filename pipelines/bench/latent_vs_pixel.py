@@ -7,7 +7,14 @@ denoising step, N DDIM steps end to end including the decode, and the largest tr
 CPU: each measurement in a fresh subprocess (peak RSS over the idle baseline); GPU: torch's allocator peak plus
 NVML, and a real OOM-bounded batch search. Writes report.json, report.md and plot.png under --out.
 
-    flock /tmp/ldm-heavy.lock python pipelines/benchmark.py --sizes 32,64 --batch-size 8
+--estimate measures nothing: it simulates the GPU memory of training (steady state: AdamW's states, the EMA
+copy) and of sampling for pixel vs latent space on any machine (the real model on fake tensors, no allocation;
+pipelines/bench/estimate.py), with the largest microbatch under each --budget and the checkpoint size, for the
+project's presets or guided-diffusion's published configurations (--preset guided64/guided128/guided256).
+Writes estimate.json, estimate.md and estimate.png.
+
+    flock /tmp/ldm-heavy.lock python pipelines/bench/latent_vs_pixel.py --sizes 32,64 --batch-size 8
+    python pipelines/bench/latent_vs_pixel.py --estimate --preset guided128 --sizes 128,256 --budget 16GiB,80GiB
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python pipelines/benchmark.py`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python pipelines/bench/latent_vs_pixel.py`
 
 from diffusion.config import PRESETS  # noqa: E402
 from pipelines.bench.cases import BenchConfig  # noqa: E402
+from pipelines.bench.reference_models import MODELS  # noqa: E402
 from pipelines.bench.report import markdown, write_report  # noqa: E402
 from pipelines.bench.runner import run_benchmark  # noqa: E402
 from pipelines.cli import make_parser  # noqa: E402
@@ -38,6 +46,11 @@ def parse_budget(text: str) -> float:
     return float(match.group(1)) * unit / 2**30
 
 
+def budget_list(text: str) -> tuple[float, ...]:
+    """'16GiB,24GiB,80GiB' -> (16.0, 24.0, 80.0) GiB."""
+    return tuple(parse_budget(part) for part in text.split(","))
+
+
 def int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
@@ -50,8 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run", default=None, help="run folder: its trained decoder and VAE design are used; "
                    "the report goes to DIR/bench/ unless --out is given")
     p.add_argument("--out", type=Path, default=None, help="output folder (default DIR/bench/ or runs/bench/)")
-    p.add_argument("--preset", default="fmnist-latent", choices=sorted(PRESETS), help="U-Net preset in both spaces")
-    p.add_argument("--sizes", type=int_list, default=(32, 64, 128), help="output resolutions in pixels")
+    p.add_argument("--estimate", action="store_true", help="simulate GPU memory instead of measuring (any machine)")
+    p.add_argument("--preset", default="fmnist-latent", choices=sorted(MODELS),
+                   help="U-Net preset in both spaces (guided128/guided256: guided-diffusion's, --estimate only)")
+    p.add_argument("--sizes", type=int_list, default=None,
+                   help="output resolutions in pixels (default 32,64,128; with --estimate 64,128,256,512)")
     p.add_argument("--factors", type=int_list, default=(4, 8), help="VAE downsampling factors of the latent cases")
     p.add_argument("--channels", type=int, default=0, help="image channels (0: 1 for fmnist presets, else 3)")
     p.add_argument("--z-channels", type=int, default=4, help="latent channels")
@@ -60,7 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10, help="DDIM steps of the end-to-end sampling measurement")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     p.add_argument("--repeats", type=int, default=3, help="timed calls (the median is reported)")
-    p.add_argument("--budget", type=parse_budget, default=16.0, help="memory budget of the max-batch search")
+    p.add_argument("--budget", type=budget_list, default=(16.0,),
+                   help="memory budget(s) of the max-batch search, e.g. 16GiB,24GiB,80GiB (measuring: the first)")
+    p.add_argument("--precisions", default="fp32,bf16", help="--estimate: fp32 and/or bf16 (autocast)")
+    p.add_argument("--ema-copies", type=int, default=1, help="--estimate: EMA copies held during training")
     p.add_argument("--max-batch-cap", type=int, default=8192, help="largest batch the max-batch search tries")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto = cuda when available")
     p.add_argument("--search", default="auto", choices=["auto", "real", "fit"],
@@ -72,13 +91,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def estimate(args: argparse.Namespace, out: Path) -> int:
+    """--estimate: the simulated report (no measurement)."""
+    from pipelines.bench.estimate_report import markdown as estimate_markdown
+    from pipelines.bench.estimate_report import run_estimate, write_estimate
+
+    precisions = tuple(p.strip() for p in args.precisions.split(","))
+    bad = [p for p in precisions if p not in ("fp32", "bf16")]
+    if bad or args.ema_copies < 0:
+        print(f"error: --precisions takes fp32 and/or bf16 (got {bad}); --ema-copies must be >= 0", file=sys.stderr)
+        return 2
+    report = run_estimate(args.preset, args.sizes or (64, 128, 256, 512), args.factors, precisions, args.budget,
+                          args.sample_batch, args.ema_copies, progress=not args.no_progress)
+    paths = write_estimate(report, out)
+    print(estimate_markdown(report))
+    print(f"wrote {paths['json']}, {paths['md']}, {paths['plot']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or (Path(args.run) / "bench" if args.run else Path("runs/bench"))
+    if args.estimate:
+        return estimate(args, out)
+    if args.preset not in PRESETS:
+        print(f"error: --preset {args.preset} is for --estimate only; measure one of {sorted(PRESETS)}",
+              file=sys.stderr)
+        return 2
     try:
-        cfg = BenchConfig(preset=args.preset, sizes=args.sizes, factors=args.factors, channels=args.channels,
+        cfg = BenchConfig(preset=args.preset, sizes=args.sizes or (32, 64, 128), factors=args.factors,
+                          channels=args.channels,
                           z_channels=args.z_channels, batch_size=args.batch_size, sample_batch=args.sample_batch,
-                          steps=args.steps, warmup=args.warmup, repeats=args.repeats, budget_gib=args.budget,
+                          steps=args.steps, warmup=args.warmup, repeats=args.repeats, budget_gib=args.budget[0],
                           max_batch_cap=args.max_batch_cap, device=args.device, vae_preset=args.vae_preset,
                           inject_oom_batch=args.inject_oom_batch)
         report = run_benchmark(cfg, out, args.run, args.search, args.timeout, progress=not args.no_progress)

@@ -1,4 +1,5 @@
-"""pipelines/benchmark.py end to end at toy size, in a fresh interpreter (so TensorFlow imports are visible)."""
+"""pipelines/bench/latent_vs_pixel.py end to end at toy size, in a fresh interpreter (so TensorFlow imports are
+visible)."""
 
 import json
 import subprocess
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.benchmark import main, parse_budget
+from pipelines.bench.latent_vs_pixel import budget_list, main, parse_budget
 
 REPO = Path(__file__).resolve().parents[2]
 CASE_FIELDS = {"name", "size", "space", "factor", "input_shape", "unet", "decoder", "train", "sample", "params",
@@ -19,7 +20,7 @@ def test_report_has_every_field_oom_recorded_and_no_tensorflow(tiny_pipeline_run
     args = ["--run", str(tiny_pipeline_run), "--out", str(out), "--sizes", "16", "--factors", "4",
             "--batch-size", "2", "--sample-batch", "2", "--steps", "2", "--repeats", "1", "--warmup", "0",
             "--device", "cpu", "--search", "real", "--inject-oom-batch", "3", "--no-progress"]
-    code = ("import sys; from pipelines.benchmark import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from pipelines.bench.latent_vs_pixel import main; rc = main(sys.argv[1:]); "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')], 'TF imported'; "
             "sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -43,6 +44,7 @@ def test_report_has_every_field_oom_recorded_and_no_tensorflow(tiny_pipeline_run
 
 
 def test_budget_parsing_and_message():
+    assert budget_list("16GiB,80GiB") == (16, 80)
     assert parse_budget("16GiB") == 16 and parse_budget("512MiB") == 0.5 and parse_budget("2") == 2
     with pytest.raises(Exception, match="write a size like 16GiB"):
         parse_budget("lots")
@@ -55,3 +57,32 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, capsys):
         pytest.skip("a GPU is present")
     assert main(["--device", "cuda", "--out", str(tmp_path), "--sizes", "16", "--no-progress"]) == 2
     assert "torch sees no GPU" in capsys.readouterr().err
+
+
+def test_estimate_writes_a_report_and_imports_no_tensorflow(tmp_path):
+    out = tmp_path / "estimate"
+    args = ["--estimate", "--preset", "fmnist-latent", "--sizes", "16", "--factors", "4", "--precisions", "fp32",
+            "--budget", "1GiB,2GiB", "--out", str(out), "--no-progress"]
+    code = ("import sys; from pipelines.bench.latent_vs_pixel import main; rc = main(sys.argv[1:]); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')], 'TF imported'; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "estimate.json").read_text())
+    assert [c["label"] for c in report["cases"]] == ["16px pixel", "16px latent f=4"]
+    for case in report["cases"]:
+        assert set(case["max_microbatch"]) == {"1", "2"}
+        assert case["max_microbatch"]["2"] >= case["max_microbatch"]["1"] > 0
+        assert case["train_peak_bytes"]["8"] >= case["train_peak_bytes"]["1"] > 4 * 4 * case["params"]
+    assert "max microbatch in 2 GiB" in (out / "estimate.md").read_text()
+    assert (out / "estimate.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_estimate_rejects_a_bad_precision(tmp_path, capsys):
+    assert main(["--estimate", "--precisions", "fp16", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "--precisions takes fp32 and/or bf16" in capsys.readouterr().err
+
+
+def test_guided_configurations_are_for_the_estimate_only(tmp_path, capsys):
+    assert main(["--preset", "guided128", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "is for --estimate only" in capsys.readouterr().err

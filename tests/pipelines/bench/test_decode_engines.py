@@ -1,4 +1,5 @@
-"""pipelines/bench_decode.py at toy size: both engines and the profile's sessions are timed on a fresh export."""
+"""pipelines/bench/decode_engines.py at toy size: both engines and the profile's sessions are timed on a fresh
+export."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 
 def test_bench_decode_times_every_engine_and_the_unfused_graph(tmp_path, capsys):
-    from pipelines.bench_decode import main
+    from pipelines.bench.decode_engines import main
 
     figures = main(["--run", str(tmp_path / "no-run"), "--preset", "tiny", "--batch", "4", "--batches", "2",
                     "--repeats", "1", "--profile"])

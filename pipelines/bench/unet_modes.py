@@ -1,7 +1,7 @@
 """Benchmark the U-Net: forward and forward+backward time per preset, memory format and torch.compile.
 
 Prints a markdown table (median seconds per call over --repeats after --warmup calls). Run heavy benchmarks
-under the shared lock:  flock /tmp/ldm-heavy.lock python pipelines/bench_unet.py
+under the shared lock:  flock /tmp/ldm-heavy.lock python pipelines/bench/unet_modes.py
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python pipelines/bench_unet.py`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python pipelines/bench/unet_modes.py`
 
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402

@@ -1,6 +1,6 @@
-"""pipelines/bench_vae.py: times each SSIM variant it names, and leaves vae.losses as it found it."""
+"""pipelines/bench/vae_steps.py: times each SSIM variant it names, and leaves vae.losses as it found it."""
 
-from pipelines.bench_vae import main as bench
+from pipelines.bench.vae_steps import main as bench
 from vae import losses
 
 

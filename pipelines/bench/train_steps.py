@@ -1,7 +1,7 @@
 """Benchmark stage-2 training steps: steps/s of the real TrainLoop (forward, backward, AdamW, EMA) at a preset,
 fp32 vs bf16 autocast, on synthetic latents of the preset's shape. Prints a markdown table.
 
-    flock /tmp/ldm-heavy.lock python pipelines/bench_train.py --preset fmnist-latent --steps 20
+    flock /tmp/ldm-heavy.lock python pipelines/bench/train_steps.py --preset fmnist-latent --steps 20
 """
 
 from __future__ import annotations

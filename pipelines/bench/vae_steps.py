@@ -2,7 +2,7 @@
 on random uint8 images, for each SSIM loss weight given, and, with --tf-image-ssim, with the SSIM term computed by
 tf.image.ssim instead of vae.losses' matrix form (what it replaced). Prints a markdown table.
 
-    python pipelines/bench_vae.py --ssim-weights 0,2.6 --tf-image-ssim
+    python pipelines/bench/vae_steps.py --ssim-weights 0,2.6 --tf-image-ssim
 """
 
 from __future__ import annotations
