@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(e)) from e
     limit = None if args.all else (args.limit if args.limit is not None else cfg.limit)
     data = load_dataset(args.data or cfg.data, cfg.image_size, cfg.channels, limit=limit, seed=cfg.seed,
-                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
+                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels,
+                        background=cfg.background)
     meta = encode_dataset(args.run, data, batch_size=args.batch_size, seed=args.seed, latent_norm=args.latent_norm,
                          progress=not args.no_progress)
     z, h, w = meta["latent_shape"]

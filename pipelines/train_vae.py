@@ -23,10 +23,10 @@ from pipelines.cli import make_parser, preset_hint  # noqa: E402
 from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no TensorFlow)
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
-CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
-                "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss", "ssim_weight",
-                "kl_weight", "epochs", "max_steps", "max_train_minutes", "batch_size", "lr", "lr_schedule",
-                "weight_decay", "ema_momentum", "eval_images")
+CONFIG_FLAGS = ("data", "folder_labels", "background", "image_size", "channels", "limit", "val_fraction", "seed",
+                "base_channels", "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss",
+                "ssim_weight", "kl_weight", "epochs", "max_steps", "max_train_minutes", "batch_size", "lr",
+                "lr_schedule", "weight_decay", "ema_momentum", "eval_images")
 
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(VAEConfig)}
@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--data", help="fashion_mnist, tfds:NAME, or a folder of images")
     add("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
         help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
+    add("--background", help="colour that transparent pixels are composited onto: a name (white, black), #RRGGBB "
+        "or R,G,B")
     add("--image-size", type=int, help="square image side after center crop + resize")
     add("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
     add("--limit", type=int, help="use only the first N images")
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     from vae.train import TrainingInterrupted, train_vae
 
     data = load_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
-                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
+                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels,
+                        background=cfg.background)
     print(f"data {data.source}: {len(data.train_images)} train / {len(data.val_images)} val images "
           f"{data.image_shape}, classes: {data.num_classes}; "
           f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")

@@ -6,11 +6,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from vae.data.dataset import Dataset, split_by_seed
-from vae.data.images import center_crop_resize
+from vae.data.images import WHITE, read_image
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 LABEL_MODES = ("auto", "none", "subdir", "prefix")
@@ -59,7 +58,7 @@ def label_names(root: Path, files: list[Path], mode: str) -> list[str] | None:
 
 
 def load_folder(root: str | Path, image_size: int, channels: int, limit: int | None, val_fraction: float | None,
-                seed: int, labels: str = "auto") -> Dataset:
+                seed: int, labels: str = "auto", background: tuple[int, int, int] = WHITE) -> Dataset:
     """Load, center-crop and resize every image; corrupt files are skipped and named in one warning."""
     root = Path(root)
     files = list_images(root)[:limit]
@@ -67,8 +66,7 @@ def load_folder(root: str | Path, image_size: int, channels: int, limit: int | N
     kept, kept_names, bad = [], [], []
     for i, path in enumerate(tqdm(files, desc=f"loading {root.name or root}", unit="img", leave=False)):
         try:
-            with Image.open(path) as im:
-                kept.append(center_crop_resize(im, image_size, channels))
+            kept.append(read_image(path, image_size, channels, background))
         except Exception as e:  # noqa: BLE001 -- PIL raises many types for damaged files; skip them all
             bad.append(f"{path.relative_to(root)} ({type(e).__name__})")
             continue

@@ -6,13 +6,13 @@ import numpy as np
 from tqdm import tqdm
 
 from vae.data.dataset import Dataset, split_by_seed
-from vae.data.images import center_crop_resize
+from vae.data.images import WHITE, center_crop_resize
 
 IMAGE_KEYS = ("image", "img")
 
 
 def load_tfds(name: str, image_size: int, channels: int, limit: int | None, val_fraction: float | None,
-              seed: int) -> Dataset:
+              seed: int, background: tuple[int, int, int] = WHITE) -> Dataset:
     """Every split of `name` pooled ("all"), first `limit` examples, seeded 80/20 split (the Keras DDIM recipe)."""
     if not name:
         raise ValueError("tfds source needs a dataset name, e.g. --data tfds:oxford_flowers102")
@@ -39,7 +39,7 @@ def load_tfds(name: str, image_size: int, channels: int, limit: int | None, val_
     class_names = list(label_feature.names) if hasattr(label_feature, "names") else None
     images, labels = [], []
     for example in tqdm(tfds.as_numpy(ds), desc=f"loading tfds:{name}", unit="img", leave=False):
-        images.append(center_crop_resize(example[image_key], image_size, channels))
+        images.append(center_crop_resize(example[image_key], image_size, channels, background))
         if class_names is not None:
             labels.append(int(example["label"]))
     if not images:
