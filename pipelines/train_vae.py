@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import make_parser, preset_hint  # noqa: E402
+from pipelines.cli import add_data_access_args, make_parser, preset_hint  # noqa: E402
 from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no TensorFlow)
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
@@ -84,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
         help="compile the training step with XLA")
     add("--eval-images", type=int, help="validation images scored after each epoch")
+    add_data_access_args(p)
     add("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
     add("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
     add("--resume", action="store_true",
@@ -123,14 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config(args)
     except ValueError as e:
         raise SystemExit(f"bad VAE configuration: {e}") from e
-    from vae.data import load_dataset
+    from vae.data import open_dataset
     from vae.train import TrainingInterrupted, train_vae
 
-    data = load_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
-                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels,
-                        background=cfg.background)
-    print(f"data {data.source}: {len(data.train_images)} train / {len(data.val_images)} val images "
-          f"{data.image_shape}, classes: {data.num_classes}; "
+    try:
+        data = open_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
+                            val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels, background=cfg.background,
+                            run_dir=args.run, cache=args.cache, rebuild_index=args.rebuild_index,
+                            progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        raise SystemExit(f"data: {e}") from e
+    print(f"data {data.source}: {data.describe()}, {data.image_shape}, classes: {data.num_classes}; "
           f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")
     try:
         final = train_vae(cfg, data, args.run, resume=args.resume, progress=not args.no_progress)
