@@ -53,7 +53,7 @@ def read_split(stream, split: str, progress: bool = True) -> tuple[np.ndarray, n
 
 
 def skipped_message(skipped: dict[str, str], source: str) -> str:
-    names = [f"{name} ({reason})" for name, reason in skipped.items()]
+    names = [f"{name} ({reason})" for name, reason in sorted(skipped.items())]
     shown = ", ".join(names[:SHOW_NAMES]) + (", ..." if len(names) > SHOW_NAMES else "")
     return f"skipped {len(names)} unreadable image file(s) in {source}: {shown}"
 
