@@ -13,6 +13,7 @@ import dataclasses
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
@@ -85,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compile the training step with XLA")
     add("--eval-images", type=int, help="validation images scored after each epoch")
     add_data_access_args(p)
+    add("--strategy", choices=["none", "mirrored", "multiworker"], default="none",
+        help="mirrored: tf.distribute.MirroredStrategy over all local GPUs (or --devices), each batch split across "
+             "them; multiworker: MultiWorkerMirroredStrategy across machines set up by TF_CONFIG (docs/data.md)")
+    add("--devices", type=lambda s: [d.strip() for d in s.split(",")],
+        help="with --strategy mirrored: the devices to use, e.g. /gpu:0,/gpu:1 (/cpu:0,/cpu:1 splits the CPU into "
+             "logical devices, to try it without GPUs)")
     add("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
     add("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
     add("--resume", action="store_true",
@@ -125,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"bad VAE configuration: {e}") from e
     from vae.data import open_dataset
-    from vae.train import TrainingInterrupted, train_vae
+    from vae.distribute import is_chief, make_strategy
+    from vae.train import TrainingInterrupted, setup_tensorflow, train_vae
 
+    setup_tensorflow()  # before anything touches a device (reading the data may)
+    try:
+        strategy = make_strategy(args.strategy, args.devices)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     try:
         data = open_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
                             val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels, background=cfg.background,
@@ -136,8 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"data: {e}") from e
     print(f"data {data.source}: {data.describe()}, {data.image_shape}, classes: {data.num_classes}; "
           f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")
+    run_dir = args.run
+    if not is_chief():  # a multi-worker cluster: the chief writes the run, the others a folder of their own
+        run_dir = tempfile.mkdtemp(prefix="train_vae_worker_")
+        if args.resume:  # from the chief's checkpoint (the run folder is on a filesystem every worker sees)
+            shutil.copytree(Path(args.run) / "vae", Path(run_dir) / "vae")
+    if strategy.num_replicas_in_sync > 1:
+        print(f"strategy {args.strategy}: {strategy.num_replicas_in_sync} replicas, "
+              f"{cfg.batch_size} images per step split across them")
     try:
-        final = train_vae(cfg, data, args.run, resume=args.resume, progress=not args.no_progress)
+        final = train_vae(cfg, data, run_dir, resume=args.resume, progress=not args.no_progress, strategy=strategy)
     except TrainingInterrupted as e:
         print(e)
         return 130

@@ -22,6 +22,7 @@ from runfs import RunPaths, read_json, write_json
 from vae.checkpoint import CHECKPOINT, restore_checkpoint, save_checkpoint, save_final
 from vae.config import VAEConfig
 from vae.data import skipped_message
+from vae.distribute import make_train_fn
 from vae.grid import save_pair_grid
 from vae.metrics import mean_finite
 from vae.trainer import VAETrainer, images_to_float
@@ -48,7 +49,10 @@ class TrainingInterrupted(Exception):
 def setup_tensorflow() -> None:
     """Grow GPU memory on demand instead of grabbing it all (the torch stage may share the GPU later)."""
     for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPUs are initialised already (setup ran before, or TensorFlow was used first)
+            pass
 
 
 def evaluate(eval_fn, data, limit: int | None = None) -> dict[str, float]:
@@ -115,21 +119,25 @@ def _start(cfg: VAEConfig, vae_dir: Path, resume: bool) -> tuple[VAETrainer, dic
 
 
 def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = False,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     """Train (or with `resume`, continue) the VAE of `cfg` on `data` (vae.data.open_dataset: in memory, streamed or
     cached); returns the final metrics. Unreadable files met on the way are skipped, named and counted.
+    `strategy` (vae.distribute.make_strategy) splits every batch across its replicas; default: one device.
 
     Raises TrainingInterrupted after Ctrl-C, once DIR/vae/checkpoint/ holds the state at the last step.
     """
     setup_tensorflow()
     vae_dir = RunPaths(run_dir).vae
-    trainer, state, history = _start(cfg, vae_dir, resume)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        trainer, state, history = _start(cfg, vae_dir, resume)
     write_json(vae_dir / "config.json", cfg.to_dict())
     steps_per_epoch = data.num_batches("train", cfg.batch_size, drop_remainder=True)
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {data.count('train')} training images")
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    train_fn = tf.function(trainer.train_step, jit_compile=cfg.jit_compile)
+    # XLA compiles the one-device step; a MirroredStrategy step cannot be compiled as one XLA cluster
+    train_fn = make_train_fn(trainer, strategy, cfg.jit_compile and strategy.num_replicas_in_sync == 1)
     eval_fn = tf.function(trainer.eval_step)
     grid_images = data.head("val", GRID_IMAGES)
     reported: set[str] = set()
@@ -159,15 +167,15 @@ def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = F
                 if cfg.lr_schedule != "constant":
                     elapsed = state["train_seconds"] + time.perf_counter() - t0
                     trainer.optimizer.learning_rate.assign(learning_rate(cfg, state["step"], total_steps, elapsed))
-                logs = train_fn(batch)
+                loss = train_fn(batch)
                 if t_first is None:
-                    float(logs["loss"])
+                    float(loss)
                     t_first = time.perf_counter()
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
                 bar.update(1)
                 if state["step"] % 25 == 0:
-                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
+                    bar.set_postfix({m.name: f"{float(m.result()):.4g}" for m in trainer.metrics})
                 if sigint.raised or state["step"] >= total_steps or out_of_time(time.perf_counter() - t0):
                     break
             t_end = time.perf_counter()
