@@ -39,7 +39,7 @@ class RowReader:
 
     def take(self, array: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """array[indices] as a new in-memory array; `indices` sorted ascending read the file forward."""
-        rows = np.array(array[indices])
+        rows = np.asarray(array[indices])  # fancy indexing copies already
         if isinstance(array, np.memmap):
             self._touched[id(array)] = array
             self._pending += rows.nbytes
