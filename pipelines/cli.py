@@ -40,6 +40,17 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_data_access_args(parser: argparse.ArgumentParser) -> None:
+    """How stage 1 reads a folder or tfds source (vae.data.open_dataset): cache and file index."""
+    parser.add_argument("--cache", choices=["auto", "on", "off"], default="auto",
+                        help="decode a folder/tfds source once into a uint8 file in RUN/data/, read by memory map "
+                             "(auto: when it takes at most 512 MiB); otherwise every epoch streams the files with "
+                             "parallel decode")
+    parser.add_argument("--rebuild-index", action="store_true",
+                        help="list the data folder anew (a new train/validation split) instead of the file index "
+                             "in RUN/data/; needed after files were added or removed")
+
+
 def preset_hint(name: str, presets: Mapping[str, Any]) -> str:
     """'(default: V)' when every preset has the same value for field `name`, else each preset's value; '' when every
     preset leaves it None (the flag's own help says what unset means)."""

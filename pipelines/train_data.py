@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from diffusion.training import LatentData, PixelData, TrainData
 from runfs import RunPaths
 
@@ -20,6 +22,8 @@ def load_train_data(run: RunPaths, pixels: bool = False, source: str = "fashion_
                                      meta={"data": source, "class_names": ds.class_names})
     data = LatentData.from_run(run.latents)
     if limit is not None:
-        data.mean, data.std = data.mean[:limit], data.std[:limit]
-        data.labels = None if data.labels is None else data.labels[:limit]
+        data = data.head(limit)
+    if int(os.environ.get("RANK", "0")) == 0:
+        c, h, w = data.shape
+        print(f"latents {run.latents}: {len(data)} x {c}x{h}x{w}, {data.access}")
     return data

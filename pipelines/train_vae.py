@@ -13,20 +13,21 @@ import dataclasses
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import make_parser, preset_hint  # noqa: E402
+from pipelines.cli import add_data_access_args, make_parser, preset_hint  # noqa: E402
 from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no TensorFlow)
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
-CONFIG_FLAGS = ("data", "folder_labels", "image_size", "channels", "limit", "val_fraction", "seed", "base_channels",
-                "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss", "ssim_weight",
-                "kl_weight", "epochs", "max_steps", "max_train_minutes", "batch_size", "lr", "lr_schedule",
-                "weight_decay", "ema_momentum", "eval_images")
+CONFIG_FLAGS = ("data", "folder_labels", "background", "image_size", "channels", "limit", "val_fraction", "seed",
+                "base_channels", "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss",
+                "ssim_weight", "kl_weight", "epochs", "max_steps", "max_train_minutes", "batch_size", "lr",
+                "lr_schedule", "weight_decay", "ema_momentum", "eval_images")
 
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(VAEConfig)}
@@ -47,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--data", help="fashion_mnist, tfds:NAME, or a folder of images")
     add("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
         help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
+    add("--background", help="colour that transparent pixels are composited onto: a name (white, black), #RRGGBB "
+        "or R,G,B")
     add("--image-size", type=int, help="square image side after center crop + resize")
     add("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
     add("--limit", type=int, help="use only the first N images")
@@ -82,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
         help="compile the training step with XLA")
     add("--eval-images", type=int, help="validation images scored after each epoch")
+    add_data_access_args(p)
+    add("--strategy", choices=["none", "mirrored", "multiworker"], default="none",
+        help="mirrored: tf.distribute.MirroredStrategy over all local GPUs (or --devices), each batch split across "
+             "them; multiworker: MultiWorkerMirroredStrategy across machines set up by TF_CONFIG (docs/data.md)")
+    add("--devices", type=lambda s: [d.strip() for d in s.split(",")],
+        help="with --strategy mirrored: the devices to use, e.g. /gpu:0,/gpu:1 (/cpu:0,/cpu:1 splits the CPU into "
+             "logical devices, to try it without GPUs)")
     add("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
     add("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
     add("--resume", action="store_true",
@@ -121,16 +131,34 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_config(args)
     except ValueError as e:
         raise SystemExit(f"bad VAE configuration: {e}") from e
-    from vae.data import load_dataset
-    from vae.train import TrainingInterrupted, train_vae
+    from vae.data import open_dataset
+    from vae.distribute import is_chief, make_strategy
+    from vae.train import TrainingInterrupted, setup_tensorflow, train_vae
 
-    data = load_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
-                        val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels)
-    print(f"data {data.source}: {len(data.train_images)} train / {len(data.val_images)} val images "
-          f"{data.image_shape}, classes: {data.num_classes}; "
-          f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")
+    setup_tensorflow()  # before anything touches a device (reading the data may)
     try:
-        final = train_vae(cfg, data, args.run, resume=args.resume, progress=not args.no_progress)
+        strategy = make_strategy(args.strategy, args.devices)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
+    try:
+        data = open_dataset(cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit, seed=cfg.seed,
+                            val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels, background=cfg.background,
+                            run_dir=args.run, cache=args.cache, rebuild_index=args.rebuild_index,
+                            progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        raise SystemExit(f"data: {e}") from e
+    print(f"data {data.source}: {data.describe()}, {data.image_shape}, classes: {data.num_classes}; "
+          f"latents {cfg.latent_shape_hwc} (f={cfg.downsample_factor})")
+    run_dir = args.run
+    if not is_chief():  # a multi-worker cluster: the chief writes the run, the others a folder of their own
+        run_dir = tempfile.mkdtemp(prefix="train_vae_worker_")
+        if args.resume:  # from the chief's checkpoint (the run folder is on a filesystem every worker sees)
+            shutil.copytree(Path(args.run) / "vae", Path(run_dir) / "vae")
+    if strategy.num_replicas_in_sync > 1:
+        print(f"strategy {args.strategy}: {strategy.num_replicas_in_sync} replicas, "
+              f"{cfg.batch_size} images per step split across them")
+    try:
+        final = train_vae(cfg, data, run_dir, resume=args.resume, progress=not args.no_progress, strategy=strategy)
     except TrainingInterrupted as e:
         print(e)
         return 130

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from vae.data.images import parse_background
+
 RECON_LOSSES = ("l1", "l2")
 LR_SCHEDULES = ("constant", "cosine")
 NORMS = ("group", "encoder", "none")
@@ -27,6 +29,7 @@ class VAEConfig:
     val_fraction: float | None = None  # None: the source's default (see vae.data.load_dataset)
     seed: int = 0
     folder_labels: str = "auto"  # folder sources: auto | none | subdir | prefix (see vae.data.folder)
+    background: str = "white"  # what transparent pixels are composited onto (vae.data.images.parse_background)
     # architecture
     base_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 2)
@@ -83,6 +86,7 @@ class VAEConfig:
                 f"image_size {self.image_size} is not divisible by the downsampling factor {f} "
                 f"(channel_mult {self.channel_mult}); pick an image size that is a multiple of {f}"
             )
+        parse_background(self.background)
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
         if self.recon_loss not in RECON_LOSSES:

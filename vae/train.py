@@ -10,11 +10,11 @@ import math
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -22,7 +22,8 @@ from runfs import RunPaths, read_json, write_json
 from runfs.images import save_pair_grid
 from vae.checkpoint import CHECKPOINT, restore_checkpoint, save_checkpoint, save_final
 from vae.config import VAEConfig
-from vae.data import Dataset
+from vae.data import skipped_message
+from vae.distribute import make_train_fn
 from vae.metrics import mean_finite
 from vae.trainer import VAETrainer, images_to_float
 
@@ -48,17 +49,35 @@ class TrainingInterrupted(Exception):
 def setup_tensorflow() -> None:
     """Grow GPU memory on demand instead of grabbing it all (the torch stage may share the GPU later)."""
     for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPUs are initialised already (setup ran before, or TensorFlow was used first)
+            pass
 
 
-def evaluate(trainer: VAETrainer, eval_fn, images: np.ndarray) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM of reconstructions of `images` (N, H, W, C) uint8, from the posterior mean."""
-    psnrs, ssims = [], []
-    for start in range(0, len(images), EVAL_BATCH):
-        psnr, ssim = eval_fn(images[start:start + EVAL_BATCH])
+def evaluate(eval_fn, data, limit: int | None = None) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of reconstructions (from the posterior mean) of the first `limit` validation images
+    of `data` (all when None), read batch by batch."""
+    psnrs, ssims, seen = [], [], 0
+    for batch in data.batches("val", EVAL_BATCH):
+        batch = batch[: None if limit is None else limit - seen]
+        if len(batch) == 0:
+            continue
+        psnr, ssim = eval_fn(batch)
         psnrs.append(psnr.numpy())
         ssims.append(ssim.numpy())
-    return {"val_psnr": mean_finite(psnrs), "val_ssim": mean_finite(ssims), "val_images": int(len(images))}
+        seen += len(batch)
+        if limit is not None and seen >= limit:
+            break
+    return {"val_psnr": mean_finite(psnrs), "val_ssim": mean_finite(ssims), "val_images": seen}
+
+
+def report_skipped(data, reported: set[str], bar) -> None:
+    """Warn once about each unreadable file the input pipeline has met since the last call."""
+    new = {name: reason for name, reason in data.skipped.items() if name not in reported}
+    if new:
+        warnings.warn(skipped_message(new, data.source), stacklevel=2)
+        reported.update(new)
 
 
 class _SigintFlag:
@@ -99,27 +118,32 @@ def _start(cfg: VAEConfig, vae_dir: Path, resume: bool) -> tuple[VAETrainer, dic
     return trainer, state, history
 
 
-def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume: bool = False,
-              progress: bool = True) -> dict[str, Any]:
-    """Train (or with `resume`, continue) the VAE of `cfg` on `data`; returns the final metrics.
+def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = False,
+              progress: bool = True, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+    """Train (or with `resume`, continue) the VAE of `cfg` on `data` (vae.data.open_dataset: in memory, streamed or
+    cached); returns the final metrics. Unreadable files met on the way are skipped, named and counted.
+    `strategy` (vae.distribute.make_strategy) splits every batch across its replicas; default: one device.
 
     Raises TrainingInterrupted after Ctrl-C, once DIR/vae/checkpoint/ holds the state at the last step.
     """
     setup_tensorflow()
     vae_dir = RunPaths(run_dir).vae
-    trainer, state, history = _start(cfg, vae_dir, resume)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        trainer, state, history = _start(cfg, vae_dir, resume)
     write_json(vae_dir / "config.json", cfg.to_dict())
     steps_per_epoch = data.num_batches("train", cfg.batch_size, drop_remainder=True)
     if steps_per_epoch == 0:
-        raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(data.train_images)} training images")
+        raise ValueError(f"batch size {cfg.batch_size} exceeds the {data.count('train')} training images")
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    train_fn = tf.function(trainer.train_step, jit_compile=cfg.jit_compile)
+    # XLA compiles the one-device step; a MirroredStrategy step cannot be compiled as one XLA cluster
+    train_fn = make_train_fn(trainer, strategy, cfg.jit_compile and strategy.num_replicas_in_sync == 1)
     eval_fn = tf.function(trainer.eval_step)
-    val = data.val_images
-    grid_images = val[:GRID_IMAGES]
+    grid_images = data.head("val", GRID_IMAGES)
+    reported: set[str] = set()
 
-    def record(final: bool) -> dict[str, Any]:
-        scored = evaluate(trainer, eval_fn, val if final else val[: cfg.eval_images])
+    def record() -> dict[str, Any]:
+        scored = evaluate(eval_fn, data, cfg.eval_images)
         recon = trainer(images_to_float(grid_images)).numpy()
         save_pair_grid(vae_dir / f"recon_epoch{state['epoch']:03d}.png", images_to_float(grid_images).numpy(), recon)
         return scored
@@ -137,18 +161,21 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                                    start_batch=state["batch_in_epoch"], drop_remainder=True)
             t_first = None  # images/s leaves out the first step of each epoch (it holds XLA/graph compilation)
             for batch in batches:
+                if batch.shape[0] == 0:  # every file of this batch was unreadable
+                    state["batch_in_epoch"] += 1
+                    continue
                 if cfg.lr_schedule != "constant":
                     elapsed = state["train_seconds"] + time.perf_counter() - t0
                     trainer.optimizer.learning_rate.assign(learning_rate(cfg, state["step"], total_steps, elapsed))
-                logs = train_fn(batch)
+                loss = train_fn(batch)
                 if t_first is None:
-                    float(logs["loss"])
+                    float(loss)
                     t_first = time.perf_counter()
                 state["step"] += 1
                 state["batch_in_epoch"] += 1
                 bar.update(1)
                 if state["step"] % 25 == 0:
-                    bar.set_postfix({k: f"{float(v):.4g}" for k, v in logs.items()})
+                    bar.set_postfix({m.name: f"{float(m.result()):.4g}" for m in trainer.metrics})
                 if sigint.raised or state["step"] >= total_steps or out_of_time(time.perf_counter() - t0):
                     break
             t_end = time.perf_counter()
@@ -161,9 +188,10 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
                     f"interrupted at step {state['step']}; checkpoint saved in {vae_dir / CHECKPOINT}; "
                     f"continue with --resume"
                 )
+            report_skipped(data, reported, bar)
             entry = {"epoch": state["epoch"], "step": state["step"],
                      **{m.name: float(m.result()) for m in trainer.metrics},
-                     **record(final=False), "wall_s": round(seconds, 2),
+                     **record(), "skipped_files": len(data.skipped), "wall_s": round(seconds, 2),
                      "images_per_s": round(max(state["step"] - start_step - 1, 0) * cfg.batch_size / steady, 1),
                      "train_seconds": round(state["train_seconds"], 2)}
             history.append(entry)
@@ -182,10 +210,11 @@ def train_vae(cfg: VAEConfig, data: Dataset, run_dir: str | os.PathLike, resume:
     if cfg.ema:
         # Keras' AdamW kept the moving averages; copy them into the model before the final score and save. The raw
         # weights' score goes beside it, so that one run shows what the EMA is worth.
-        raw = evaluate(trainer, eval_fn, val)
+        raw = evaluate(eval_fn, data)
         trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
     final = {"step": state["step"], "epochs_run": len(history), "train_seconds": round(state["train_seconds"], 2),
-             **evaluate(trainer, eval_fn, val), "ema": cfg.ema}
+             **evaluate(eval_fn, data), "ema": cfg.ema,
+             "skipped_files": {"count": len(data.skipped), "files": dict(data.skipped)}}
     if raw is not None:
         final["raw_weights"] = raw
     write_json(vae_dir / "metrics.json", {"epochs": history, "final": final})

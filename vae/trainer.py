@@ -22,7 +22,8 @@ class VAETrainer(keras.Model):
     """Trains `encoder` and `decoder` together: loss = reconstruction + kl_weight * KL (per image, batch mean).
 
     `train_step(images)` takes uint8 or [-1, 1] float images (N, H, W, C) and returns the running means of
-    loss, recon (per pixel) and kl (per image). `eval_step(images)` returns per-image PSNR and SSIM of the
+    loss, recon (per pixel) and kl (per image); `distributed_step` is the same step on one replica's part of a
+    global batch (vae.distribute). `eval_step(images)` returns per-image PSNR and SSIM of the
     reconstruction of the posterior mean.
     """
 
@@ -53,28 +54,43 @@ class VAETrainer(keras.Model):
             learning_rate=cfg.lr, weight_decay=cfg.weight_decay, use_ema=cfg.ema, ema_momentum=cfg.ema_momentum
         )
 
-    def losses_of(self, images, training: bool):
-        """images (N, H, W, C) in [-1, 1] -> (loss, recon per image, kl per image)."""
+    def losses_of(self, images, training: bool, offset=0, global_batch=None):
+        """images (N, H, W, C) in [-1, 1] -> (loss, recon per image, kl per image).
+
+        The loss is this batch's share of the mean over a global batch of `global_batch` images (N when None):
+        (sum of per-image losses) / global_batch. Replicas of a tf.distribute strategy each hold rows
+        [offset, offset + N) of the global batch: their gradients, summed by the optimizer, are the global mean's,
+        and each draws its rows of the global batch's posterior noise, so they draw what one device would."""
+        local = tf.shape(images)[0]
+        global_batch = local if global_batch is None else global_batch
         mean, logvar = self.encoder(images, training=training)
         # Reparameterisation: z = mean + std * eps keeps the sample differentiable in mean and logvar.
-        noise = keras.random.normal(tf.shape(mean), seed=self.noise_seed)
-        latents = mean + tf.exp(0.5 * logvar) * noise
+        noise = keras.random.normal(tf.concat([[global_batch], tf.shape(mean)[1:]], 0), seed=self.noise_seed)
+        latents = mean + tf.exp(0.5 * logvar) * noise[offset:offset + local]
         recon = self.decoder(latents, training=training)
         rec = reconstruction_loss(images, recon, self.cfg.recon_loss, self.cfg.ssim_weight)
         kl = gaussian_kl(mean, logvar)
-        loss = tf.reduce_mean(rec) + self.cfg.kl_weight * tf.reduce_mean(kl)
+        share = tf.cast(global_batch, tf.float32)
+        loss = tf.reduce_sum(rec) / share + self.cfg.kl_weight * tf.reduce_sum(kl) / share
         return loss, rec, kl
 
-    def train_step(self, data):
+    def distributed_step(self, data, offset=0, global_batch=None):
+        """One optimizer step on rows [offset, offset + N) of a global batch (see `losses_of`); returns this batch's
+        share of the global batch's mean loss (the shares of all replicas add up to it)."""
         images = images_to_float(data)
         with tf.GradientTape() as tape:
-            loss, rec, kl = self.losses_of(images, training=True)
+            loss, rec, kl = self.losses_of(images, True, offset, global_batch)
         variables = self.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply(grads, variables)
-        self.loss_tracker.update_state(loss)
-        self.recon_tracker.update_state(tf.reduce_mean(rec) / self.num_pixels)
-        self.kl_tracker.update_state(tf.reduce_mean(kl))
+        # Per-image values: the running means are over images, whichever replica saw them.
+        self.loss_tracker.update_state(rec + self.cfg.kl_weight * kl)
+        self.recon_tracker.update_state(rec / self.num_pixels)
+        self.kl_tracker.update_state(kl)
+        return loss
+
+    def train_step(self, data):
+        self.distributed_step(data)
         return {m.name: m.result() for m in self.metrics}
 
     def eval_step(self, data):

@@ -118,15 +118,15 @@ class TrainLoop:
         """This rank's shard of the step's global batch: x_start, t, loss weights, noise, labels."""
         cfg, g = self.config, torch.Generator().manual_seed(step_seed(self.config.seed, self.step))
         idx = self.data.epoch_indices(cfg.seed, self.step, cfg.batch_size)
-        x = self.data.draw(idx, g)
+        shard = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
+        x = self.data.draw(idx, g, shard)  # only this rank's rows are read
         t, w = self.sampler.sample(cfg.batch_size, "cpu", generator=g)
-        noise = torch.randn(x.shape, generator=g)
+        noise = torch.randn((cfg.batch_size, *x.shape[1:]), generator=g)
         y = self.data.labels[idx] if self.use_labels else None
         if y is not None and cfg.cfg_dropout > 0:
             y = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, self.null_label, y)
-        shard = slice(self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch)
         dev = self.dist.device
-        x, noise = (to_preferred_format(v[shard].to(dev)) for v in (x, noise))
+        x, noise = to_preferred_format(x.to(dev)), to_preferred_format(noise[shard].to(dev))
         return (x, t[shard].to(dev), w[shard].to(dev), noise,
                 None if y is None else y[shard].to(dev))
 

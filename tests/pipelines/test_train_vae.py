@@ -80,7 +80,7 @@ def test_existing_run_without_resume_is_refused(trained_run):
 
 
 def test_missing_data_folder_is_one_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist; pass --data fashion_mnist"):
+    with pytest.raises(SystemExit, match="data: data folder .*nope does not exist; pass --data fashion_mnist"):
         load_script("train_vae").main(["--run", str(tmp_path / "run"), "--data", str(tmp_path / "nope")])
 
 

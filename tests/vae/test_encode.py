@@ -3,11 +3,13 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
+import vae.encode as encode_module
 from runfs import RunPaths, file_digest, read_json
 from runfs.latent_norm import LatentNorm
 from vae.checkpoint import save_final
-from vae.data import Dataset
+from vae.data import Dataset, open_dataset
 from vae.encode import encode_dataset
 from vae.trainer import VAETrainer
 
@@ -81,3 +83,89 @@ def test_wrong_image_shape_is_refused(encoded, blob_images):
     rgb = np.repeat(blob_images, 3, axis=-1)
     with pytest.raises(ValueError, match="trained on"):
         encode_dataset(run, Dataset("rgb", rgb[:4], rgb[4:8]))
+
+
+def spy_batches(data, calls):
+    """Record the (split, start_batch) of every data.batches call."""
+    original = data.batches
+
+    def batches(split, batch_size, **kwargs):
+        calls.append((split, kwargs.get("start_batch", 0)))
+        return original(split, batch_size, **kwargs)
+
+    data.batches = batches
+    return data
+
+
+def test_an_interrupted_encode_resumes_from_its_last_complete_chunk(encoded, tmp_path, monkeypatch):
+    run, meta, _, data = encoded
+    resumed_run = tmp_path / "resumed"
+    shutil.copytree(RunPaths(run).vae, RunPaths(resumed_run).vae)
+    saves = []
+    real_save = encode_module._Progress.save
+
+    def save_then_die(self, *args):
+        saves.append(len(saves))
+        if len(saves) == 2:  # die while the second chunk (batches 2-3 of train) is being recorded
+            raise KeyboardInterrupt
+        real_save(self, *args)
+
+    monkeypatch.setattr(encode_module._Progress, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        encode_dataset(resumed_run, data, batch_size=8, chunk_size=16)
+    partial = resumed_run / encode_module.PARTIAL
+    assert read_json(partial / "progress.json")["splits"]["train"] == {"batches": 2, "rows": 16, "done": False}
+    assert not RunPaths(resumed_run).latents.exists()  # nothing half-written where stage 2 reads
+    monkeypatch.setattr(encode_module._Progress, "save", real_save)
+    calls = []
+    again = encode_dataset(resumed_run, spy_batches(Dataset(**vars(data)), calls), batch_size=8, chunk_size=16)
+    assert calls == [("train", 2), ("val", 0)]  # the first chunk was not encoded again
+    assert not partial.exists()
+    reference = tmp_path / "reference"
+    shutil.copytree(RunPaths(run).vae, RunPaths(reference).vae)
+    whole = encode_dataset(reference, data, batch_size=8, chunk_size=16)
+    assert {k: v for k, v in again.items() if k != "created"} == {k: v for k, v in whole.items() if k != "created"}
+    for name in ("train_mean", "train_logvar", "train_labels", "val_mean", "val_labels"):
+        np.testing.assert_array_equal(np.load(RunPaths(resumed_run).latents / f"{name}.npy"),
+                                      np.load(RunPaths(reference).latents / f"{name}.npy"))
+
+
+def test_a_partial_encode_with_other_settings_starts_afresh(encoded, tmp_path, monkeypatch):
+    run, _, _, data = encoded
+    other = tmp_path / "other"
+    shutil.copytree(RunPaths(run).vae, RunPaths(other).vae)
+
+    def die(self, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(encode_module._Progress, "save", die)
+    with pytest.raises(KeyboardInterrupt):
+        encode_dataset(other, data, batch_size=8, chunk_size=16)
+    monkeypatch.undo()
+    calls = []
+    encode_dataset(other, spy_batches(Dataset(**vars(data)), calls), batch_size=16, chunk_size=16)
+    assert calls == [("train", 0), ("val", 0)]
+    assert np.load(RunPaths(other).latents / "train_mean.npy").shape == (40, 4, 4, 4)
+
+
+def test_a_streamed_folder_with_a_damaged_file_gives_aligned_latents(encoded, tmp_path, blob_images):
+    run, _, trainer, _ = encoded
+    folder = tmp_path / "pngs"
+    for i, image in enumerate(blob_images[:20]):
+        (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / f"c{i % 2}" / f"{i:02d}.png")
+    (folder / "c1" / "05b.png").write_bytes(b"broken")
+    other = tmp_path / "run"
+    shutil.copytree(RunPaths(run).vae, RunPaths(other).vae)
+    stream = open_dataset(str(folder), 16, 1, val_fraction=0.2, run_dir=other, cache="off")
+    meta = encode_dataset(other, stream, batch_size=4)
+    split = next(s for s in ("train", "val") if "c1/05b.png" in stream.index.paths(s))
+    paths = stream.index.paths(split)
+    readable = [i for i, p in enumerate(paths) if p != "c1/05b.png"]
+    assert meta["counts"][split] == len(readable) == stream.count(split) - 1
+    assert meta["skipped_files"] == {"c1/05b.png": "UnidentifiedImageError"}
+    images = np.stack([np.asarray(Image.open(folder / paths[i]))[..., None] for i in readable])
+    mean, _ = trainer.encoder(images.astype(np.float32) / 127.5 - 1.0)
+    latents = RunPaths(other).latents
+    np.testing.assert_allclose(np.load(latents / f"{split}_mean.npy"), np.transpose(mean, (0, 3, 1, 2)), atol=1e-5)
+    np.testing.assert_array_equal(np.load(latents / f"{split}_labels.npy"), stream.labels(split)[readable])

@@ -70,11 +70,18 @@ def load_raw() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndar
 
 
 def _shape(images: np.ndarray, image_size: int, channels: int) -> np.ndarray:
-    """(N, 28, 28) -> (N, image_size, image_size, channels): pad by 2 to 32 (background is 0), then resize."""
-    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None]
-    if image_size != 32:
-        padded = np.stack([center_crop_resize(im, image_size, 1) for im in padded])
-    return np.repeat(padded, 3, axis=-1) if channels == 3 else padded
+    """(N, 28, 28) -> (N, image_size, image_size, channels): pad by 2 to 32 (background is 0), then resize.
+
+    The result is allocated once and filled in place (no padded or stacked intermediate copy of the set)."""
+    out = np.zeros((len(images), image_size, image_size, channels), np.uint8)
+    if image_size == 32:
+        out[:, 2:30, 2:30, :] = images[..., None]
+        return out
+    padded = np.zeros((32, 32, 1), np.uint8)
+    for i, image in enumerate(images):
+        padded[2:30, 2:30, 0] = image
+        out[i] = center_crop_resize(padded, image_size, channels)
+    return out
 
 
 def load_fashion_mnist(image_size: int, channels: int, limit: int | None, val_fraction: float | None) -> Dataset:
