@@ -10,12 +10,13 @@ Example:  python pipelines/export.py --run runs/demo
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, number, positive_float, positive_int, run_main
 from runfs import RunPaths, read_json
 from runfs.latent_norm import LatentNorm
 
@@ -24,12 +25,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--run", required=True, type=Path, help="run folder holding vae/ and latents/")
     p.add_argument(
-        "--num-real", type=int, default=256, help="real latents (from latents/val_mean.npy) in the parity check"
+        "--num-real", type=positive_int, default=256,
+        help="real latents (from latents/val_mean.npy) in the parity check"
     )
-    p.add_argument("--num-random", type=int, default=64, help="random latents and images in the parity check")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest max-abs difference Keras vs onnxruntime")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset to write")
-    p.add_argument("--batch", type=int, default=64, help="batch size of the parity runs")
+    p.add_argument("--num-random", type=positive_int, default=64, help="random latents and images in the parity check")
+    p.add_argument("--tolerance", type=positive_float, default=1e-4,
+                   help="largest max-abs difference Keras vs onnxruntime")
+    p.add_argument("--opset", type=number(int, 13), default=17, help="ONNX opset to write")
+    p.add_argument("--batch", type=positive_int, default=64, help="batch size of the parity runs")
     return p.parse_args(argv)
 
 
@@ -85,4 +88,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -9,8 +9,10 @@ guided-diffusion's evaluator format) and info.json (settings, timings, execution
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +20,7 @@ import torch
 from diffusion.checkpoints import latest_checkpoint
 from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, DEFAULT_GUIDE_SCALE
 from diffusion.device import pick_device
-from diffusion.respace import DEFAULT_LAMBDA_MIN
+from diffusion.respace import DEFAULT_LAMBDA_MIN, check_respacing
 from diffusion.sampling import (
     DEFAULT_RESPACING,
     check_guide,
@@ -29,30 +31,44 @@ from diffusion.sampling import (
     make_labels,
 )
 from diffusion.tuned_guidance import GUIDANCE_FILE, resolve_guidance
-from pipelines.cli import make_parser
+from pipelines.cli import (
+    class_list,
+    finite_float,
+    make_parser,
+    non_negative_int,
+    number,
+    positive_int,
+    probability,
+    respacing,
+    run_main,
+)
 from pipelines.sample_output import save_samples
 from runfs import RunPaths
+from runfs.errors import LineageError
+from runfs.lineage import check_bridge_for_model
+from runfs.writable import check_writable, is_writable
 
 
 def parse_args(argv: list[str] | None = None):
     p = make_parser(__doc__)
     p.add_argument("--run", required=True, help="run folder (DIR/diffusion, DIR/bridge)")
     p.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: newest in DIR/diffusion)")
-    p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-samples", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--sampler", default="ddim", choices=sorted(DEFAULT_RESPACING))
-    p.add_argument("--timestep-respacing", default=None,
+    p.add_argument("--timestep-respacing", default=None, type=respacing,
                    help="e.g. ddim50, 250, 10,10,10, trailing20 (default: ddim50 / 1000 steps for ddpm / "
                         "trailing20 for dpmpp)")
-    p.add_argument("--lambda-min", type=float, default=DEFAULT_LAMBDA_MIN,
+    p.add_argument("--lambda-min", type=number(float, allow_inf=True), default=DEFAULT_LAMBDA_MIN,
                    help="start sampling no noisier than this log-SNR: the respacing covers only those timesteps. "
                         "The default keeps every step of a linear schedule and drops the last few of a cosine "
                         "one, where an eps model's x0 error is amplified 20,000-fold; --lambda-min=-inf keeps all "
                         "(the reference)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0: deterministic)")
-    p.add_argument("--class-label", type=int, default=None, help="sample this class only")
-    p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
-    p.add_argument("--guidance-scale", type=float, default=None,
+    p.add_argument("--eta", type=probability, default=0.0,
+                   help="DDIM noise, in [0, 1] (0: deterministic; 1: as much as DDPM; above 1 DDIM's update is NaN)")
+    p.add_argument("--class-label", type=non_negative_int, default=None, help="sample this class only")
+    p.add_argument("--classes", default=None, type=class_list, help="comma list of classes to spread the samples over")
+    p.add_argument("--guidance-scale", type=finite_float, default=None,
                    help=f"classifier-free guidance scale (1: none; default: the run's {GUIDANCE_FILE} when "
                         "pipelines/tune_guidance.py wrote one, else "
                         f"{DEFAULT_GUIDANCE_SCALE} for models with a null class, {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} "
@@ -63,12 +79,12 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--guide", default="auto", metavar="CHECKPOINT",
                    help="autoguidance (Karras et al. 2024) by a weaker model of the same latents: a checkpoint "
                         "folder or a checkpoint root; 'auto' (default): DIR/guide when the run has one; 'none': off")
-    p.add_argument("--guide-scale", type=float, default=None,
+    p.add_argument("--guide-scale", type=finite_float, default=None,
                    help=f"autoguidance scale (1: none; default: the run's {GUIDANCE_FILE}, else "
                         f"{DEFAULT_GUIDE_SCALE} when there is a guide); it adds to the classifier-free guidance, "
                         f"whose built-in default is then {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE}")
     p.add_argument("--guide-ema", default="auto", help="the guide's EMA rate, 'auto' or 'none'")
-    p.add_argument("--classifier-scale", type=float, default=0.0,
+    p.add_argument("--classifier-scale", type=finite_float, default=0.0,
                    help="classifier guidance with the classifier in DIR/classifier (0: off)")
     p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
     p.add_argument("--seed", type=int, default=0)
@@ -76,9 +92,12 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the U-Net (and the guide) in torch, or export each to ONNX once (cached beside its "
                         "checkpoint) and run it in onnxruntime: sampling with onnxruntime alone")
-    p.add_argument("--decode-batch", type=int, default=64, help="decoder micro-batch (bounds memory)")
+    p.add_argument("--decode-batch", type=positive_int, default=64, help="decoder micro-batch (bounds memory)")
     p.add_argument("--pixels", action="store_true", help="a pixel-space model (DIR/pixel_diffusion), no decoder")
     p.add_argument("--out", default=None, help="output folder (default: DIR/samples)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="sample even when the bridge comes from another VAE or latent scale than the diffusion model "
+                        "learnt (a warning instead of an error; for experts)")
     p.add_argument("--save-pngs", action="store_true", help="also write one PNG per sample")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -88,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run, started = RunPaths(args.run), time.perf_counter()
     try:
+        check_writable(args.out or run.samples, "the samples")
         device = pick_device(args.device)
         root = run.root / "pixel_diffusion" if args.pixels else run.diffusion
         loaded = load_diffusion_checkpoint(args.checkpoint or root, ema=args.ema, device=device)
@@ -104,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{run.bridge}/bridge.json decodes latents of shape {tuple(decoder.latent_shape)} "
                                  f"but {loaded.path} samples {expected}: the diffusion model was trained on other "
                                  "latents; re-export the bridge of the VAE that made them, or pick the right --run")
+            check_lineage(decoder, loaded, run, args.allow_mismatch)
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
         guide = load_guide(args.guide, run, loaded, device, args.guide_ema, args.pixels)
+        check_lineage(decoder, guide, run, args.allow_mismatch)
+        check_respacing(loaded.diffusion, args.timestep_respacing or DEFAULT_RESPACING[args.sampler], args.lambda_min)
         if args.backend == "onnx" and guide is not None:
             guide.model = onnx_unet(guide, args.device)
         if args.guide_scale not in (None, 1.0) and guide is None:
@@ -185,6 +208,20 @@ def load_guide(spec: str, run: RunPaths, loaded, device, ema: str = "auto", pixe
     return guide
 
 
+def check_lineage(decoder, loaded, run: RunPaths, allow_mismatch: bool = False) -> None:
+    """Refuse a bridge whose VAE or latent scale is not the one checkpoint `loaded` learnt (runfs.lineage); with
+    `allow_mismatch` print the problem as a warning instead. No-op for pixel models (decoder None) or no guide."""
+    if decoder is None or loaded is None:
+        return
+    try:
+        check_bridge_for_model(decoder.spec.raw, decoder.spec.folder / "bridge.json", loaded.config, loaded.path,
+                               run.root)
+    except LineageError as e:
+        if not allow_mismatch:
+            raise
+        print(f"warning (--allow-mismatch): {e}", file=sys.stderr)
+
+
 def _interval(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(","))
@@ -204,6 +241,9 @@ def onnx_unet(loaded, device: str):
     unet = loaded.unet
     path = loaded.path / (loaded.weights.removesuffix(".safetensors") + ".onnx")
     digest = file_digest(loaded.path / loaded.weights)
+    if not is_writable(loaded.path) and not path.is_file():  # a read-only checkpoint: cache in the user's cache
+        path = check_writable(onnx_cache_dir(), "the ONNX export") / f"{loaded.path.name}_{digest}_{path.name}"
+        print(f"{loaded.path} is not writable: caching the export in {path}", flush=True)
     if path.is_file():
         cached = OnnxUNet(path, device=device)
         if cached.source == digest:
@@ -216,10 +256,15 @@ def onnx_unet(loaded, device: str):
     return OnnxUNet(path, device=device)
 
 
+def onnx_cache_dir() -> Path:
+    """Where --backend onnx caches the export of a read-only checkpoint: $XDG_CACHE_HOME/keras-torch-ldm/onnx."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "keras-torch-ldm" / "onnx"
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
