@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from runfs import RunPaths
     from runfs.latent_norm import LatentNorm
+    from runfs.lineage import print_stale
     from vae.data import load_dataset
     from vae.encode import encode_dataset
     from vae.model import load_vae_config
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     z, h, w = meta["latent_shape"]
     print(f"latents ({z}, {h}, {w}) {meta['layout']}: {meta['counts']['train']} train / {meta['counts']['val']} val, "
           f"{LatentNorm.from_meta(meta, z).describe()}; written to {RunPaths(args.run).latents}")
+    print_stale(args.run)  # the bridge or models made from the previous latents, if they differ now
     return 0
 
 

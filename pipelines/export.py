@@ -18,7 +18,10 @@ import numpy as np
 
 from pipelines.cli import make_parser, number, positive_float, positive_int, run_main
 from runfs import RunPaths, read_json
+from runfs.arrays import load_npy
 from runfs.latent_norm import LatentNorm
+from runfs.leftovers import recover
+from runfs.lineage import check_export, latents_digest, print_stale
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,16 +41,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def read_latents(run: RunPaths, num_real: int) -> tuple[dict, np.ndarray]:
     """latents/meta.json and the first `num_real` validation means (N, z, h, w), unscaled NCHW."""
+    recover(run.latents)  # a replace of RUN/latents killed halfway left them as .latents.old
     meta_path = run.latents / "meta.json"
     encode_hint = f"python pipelines/encode.py --run {run.root}"
     if not meta_path.is_file():
         raise SystemExit(f"{meta_path} is missing: encode the dataset first: {encode_hint}")
     meta = read_json(meta_path)
+    check_export(meta, run.latents, run.root)  # the latents must come from the VAE being exported
     if meta.get("layout", "NCHW") != "NCHW":
         raise SystemExit(f"{meta_path} says layout {meta['layout']!r}; the bridge expects NCHW latents")
     for name in ("val_mean.npy", "train_mean.npy"):
         if (run.latents / name).is_file():
-            means = np.load(run.latents / name, mmap_mode="r")
+            means = load_npy(run.latents / name, mmap_mode="r", fix=f"rerun {encode_hint}")
             break
     else:
         raise SystemExit(f"no val_mean.npy or train_mean.npy in {run.latents}: rerun {encode_hint}")
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         encoder, decoder, run.bridge,
         latent_norm=LatentNorm.from_meta(meta, real_latents.shape[1]), real_latents=real_latents,
         image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint=str(meta.get("vae_checkpoint", "")),
+        latents_digest=latents_digest(run.latents) or "",
         num_random=args.num_random, tolerance=args.tolerance, opset=args.opset, batch=args.batch,
     )
     parity = {k: f"{v:.2e}" for k, v in info["parity"].items() if k.startswith(("decoder_", "encoder_"))}
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"opset {info['opset']}, {LatentNorm.from_meta(info, real_latents.shape[1]).describe()}, "
           f"{time.perf_counter() - started:.1f} s)")
     print(f"parity, max |Keras - onnxruntime| (tolerance {args.tolerance:g}): {parity}")
+    print_stale(run.root)
     return info
 
 

@@ -129,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         labels = make_labels(args.num_samples, unet, args.class_label, classes)
         guide = load_guide(args.guide, run, loaded, device, args.guide_ema, args.pixels)
         check_lineage(decoder, guide, run, args.allow_mismatch)
-        check_respacing(loaded.diffusion, args.timestep_respacing or DEFAULT_RESPACING[args.sampler], args.lambda_min)
         if args.backend == "onnx" and guide is not None:
             guide.model = onnx_unet(guide, args.device)
         if args.guide_scale not in (None, 1.0) and guide is None:
@@ -145,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         choice = resolve_guidance(None if args.pixels else run.root, loaded.path.name,
                                   None if guide is None else guide.path.name, unet.null_class, args.guidance_scale,
                                   args.guide_scale)
+        check_respacing(loaded.diffusion, args.timestep_respacing or DEFAULT_RESPACING[args.sampler], args.lambda_min)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

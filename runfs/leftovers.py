@@ -59,7 +59,10 @@ def recover(target: str | os.PathLike) -> bool:
     target = Path(target)
     old = old_path(target)
     if old.is_dir() and not target.exists():
-        os.replace(old, target)
+        try:
+            os.replace(old, target)
+        except OSError:  # a read-only folder: leave it as it is (the reader then finds nothing and says so)
+            return False
         return True
     return False
 

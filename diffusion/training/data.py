@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from runfs import read_json
+from runfs.arrays import load_npy
 from runfs.latent_norm import LatentNorm
 
 
@@ -90,8 +91,9 @@ class LatentData(TrainData):
         meta = read_json(d / "meta.json")
         if meta.get("layout") != "NCHW":
             raise ValueError(f"{d / 'meta.json'}: layout {meta.get('layout')!r} is not NCHW; re-run encode.py")
-        mean = np.load(d / f"{split}_mean.npy", mmap_mode="r")
-        logvar = np.load(d / f"{split}_logvar.npy", mmap_mode="r")
+        fix = f"rerun `python pipelines/encode.py --run {d.parent}`"  # names the file when one is truncated
+        mean = load_npy(d / f"{split}_mean.npy", mmap_mode="r", fix=fix)
+        logvar = load_npy(d / f"{split}_logvar.npy", mmap_mode="r", fix=fix)
         if mean.shape != logvar.shape or list(mean.shape[1:]) != list(meta["latent_shape"]):
             raise ValueError(
                 f"{d}: {split}_mean {mean.shape} / {split}_logvar {logvar.shape} disagree with meta.json "
@@ -99,7 +101,7 @@ class LatentData(TrainData):
             )
         norm = LatentNorm.from_meta(meta, mean.shape[1])
         labels_path = d / f"{split}_labels.npy"
-        labels = torch.from_numpy(np.load(labels_path).astype(np.int64)) if labels_path.is_file() else None
+        labels = torch.from_numpy(load_npy(labels_path, fix=fix).astype(np.int64)) if labels_path.is_file() else None
         data_meta = {
             "kind": "latent", "latents_dir": str(d), "shape": list(mean.shape[1:]),
             **norm.to_meta(), "num_classes": meta.get("num_classes"),

@@ -19,6 +19,7 @@ from diffusion.training.distributed import DistInfo, setup_distributed
 from diffusion.training.ema import warmup_note
 from diffusion.training.loop import TrainLoop
 from diffusion.training.objectives import classifier_objective, diffusion_objective
+from runfs.lineage import with_latents_digest
 
 
 @dataclass
@@ -57,7 +58,7 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
     note = warmup_note(train.ema_rates, train.max_steps) if train.ema_warmup else None
     if note and dist.is_main and progress:
         print(note, flush=True)
-    common = {"train": train.to_dict(), "data": data.meta}
+    common = {"train": train.to_dict(), "data": with_latents_digest(data.meta)}  # lineage: which latents
     if kind == "diffusion":
         unet = resolve_unet(unet, data)
         if train.cfg_dropout > 0 and unet.null_label is None:
