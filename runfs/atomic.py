@@ -27,13 +27,17 @@ import numpy as np
 from runfs.errors import CorruptFileError, disk_full_error
 from runfs.leftovers import old_path, recover, sweep_once, temp_prefix
 
-# Testing hook (docs/reliability.md): KTLDM_KILL_AT="POINT:N" sends SIGKILL to this process the N-th time it
-# reaches POINT: "written" (a temporary complete, not yet renamed) or "replace" (inside a folder replace).
-KILL_AT_ENV = "KTLDM_KILL_AT"
+# Testing hooks (docs/reliability.md, pipelines/fault_injection.py): KTLDM_KILL_AT="POINT:N" sends SIGKILL to this
+# process the N-th time it reaches POINT: "written" (a temporary complete, not yet renamed) or "replace" (inside a
+# folder replace); KTLDM_POINT_LOG=FILE appends the name of every point reached to FILE.
+KILL_AT_ENV, POINT_LOG_ENV = "KTLDM_KILL_AT", "KTLDM_POINT_LOG"
 _points: dict[str, int] = {}
 
 
 def fault_point(point: str) -> None:
+    if os.environ.get(POINT_LOG_ENV):
+        with open(os.environ[POINT_LOG_ENV], "a") as log:
+            log.write(point + "\n")
     spec = os.environ.get(KILL_AT_ENV)
     if not spec or not spec.startswith(point + ":"):
         return

@@ -96,3 +96,13 @@ def test_a_partial_npy_header_is_named(tmp_path):
     (tmp_path / "x.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:20])
     with pytest.raises(CorruptFileError, match=r"x.npy is not a readable .npy file .*the file is damaged: redo"):
         load_npy(tmp_path / "x.npy", fix="redo")
+
+
+def test_a_log_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
+    from diffusion.training.logger import CSVLog
+
+    path = tmp_path / "log.csv"
+    path.write_text("step,samples,lr,grad_norm,steps_per_sec,loss\n1,8,0.001,1.5,2.0,0.9\n2,16,0.001,1.4,2.0,0.8\n1")
+    CSVLog(path, resume_step=2)  # the process died while appending step 12's line: only "1" reached the disk
+    assert path.read_text().splitlines()[1:] == ["1,8,0.001,1.5,2.0,0.9", "2,16,0.001,1.4,2.0,0.8"]
+    assert find_leftovers(tmp_path) == []
