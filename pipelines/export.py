@@ -22,6 +22,7 @@ from runfs.arrays import load_npy
 from runfs.latent_norm import LatentNorm
 from runfs.leftovers import recover
 from runfs.lineage import check_export, latents_digest, print_stale
+from runfs.writable import check_writable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +68,7 @@ def read_latents(run: RunPaths, num_real: int) -> tuple[dict, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     run = RunPaths(args.run)
+    check_writable(run.bridge, "the bridge")
     meta, real_latents = read_latents(run, args.num_real)
 
     from bridge.export import export_bridge  # Keras/TensorFlow load here, after the cheap checks

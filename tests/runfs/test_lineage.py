@@ -125,3 +125,13 @@ def test_stale_downstream_after_a_new_vae_and_after_re_encoding(tmp_path):
     assert [line.split(":")[0] for line in lines] == [str(run / "bridge"), str(run / "diffusion" / "step_0000010"),
                                                       str(run / "guide" / "step_0000010")]
     assert "export.py" in lines[0] and "train it again" in lines[1]
+
+
+def test_print_stale_says_what_to_rerun(tmp_path, capsys):
+    from runfs.lineage import print_stale
+
+    run = make_run(tmp_path)
+    assert print_stale(run) == [] and capsys.readouterr().err == ""
+    make_vae(run, b"weights v2")
+    assert len(print_stale(run)) == 1
+    assert capsys.readouterr().err.startswith(f"note: now stale: {run / 'latents'}: encoded by VAE")

@@ -106,3 +106,11 @@ def test_a_log_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     CSVLog(path, resume_step=2)  # the process died while appending step 12's line: only "1" reached the disk
     assert path.read_text().splitlines()[1:] == ["1,8,0.001,1.5,2.0,0.9", "2,16,0.001,1.4,2.0,0.8"]
     assert find_leftovers(tmp_path) == []
+
+
+def test_an_unwritable_checkpoint_folder_fails_before_training(latents_run, tmp_path, capsys):
+    from pipelines.cli import run_training
+
+    (tmp_path / "file").write_text("not a folder")
+    assert run_training(lambda: make(latents_run, tmp_path / "file" / "diffusion")) == 2
+    assert "error: cannot write the checkpoints to" in capsys.readouterr().err
