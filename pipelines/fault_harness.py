@@ -51,12 +51,12 @@ def _kill_group(proc: subprocess.Popen) -> int:
 def kill_and_rerun(command: list[str], *, cwd: Path, env: dict[str, str], kills: int, window: tuple[float, float],
                    visits: dict[str, int], rng: random.Random, log_path: Path, point_share: float = 0.5) -> KillLog:
     """Run `command` up to `kills` times, each killed at a random moment: a time in `window` seconds, or (with
-    probability `point_share`) the n-th visit of a fault point, drawn from the `visits` an uninterrupted run made;
-    then once more to the end. RuntimeError (with the log's tail) when that last run fails. An attempt that ends by
-    itself (the resumed run had fewer points or seconds left) stops the kills."""
+    probability `point_share`) the n-th visit of a fault point (a point an uninterrupted run visited, n up to its
+    `visits`); then once more to the end. RuntimeError (with the log's tail) when that last run fails. An attempt
+    that ends by itself (the resumed run had fewer points or seconds left) stops the kills."""
     log = KillLog()
     started = time.perf_counter()
-    points = [point for point, count in sorted(visits.items()) for _ in range(count)]
+    points = sorted(point for point, count in visits.items() if count)  # each kind of point equally often
     with open(log_path, "ab") as out:
         for _ in range(kills):
             if points and rng.random() < point_share:
