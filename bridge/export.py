@@ -147,6 +147,7 @@ def export_bridge(
     image_size: int,
     channels: int,
     vae_checkpoint: str,
+    latents_digest: str = "",
     num_random: int = 64,
     tolerance: float = PARITY_TOLERANCE,
     opset: int = DEFAULT_OPSET,
@@ -205,6 +206,7 @@ def export_bridge(
                 f"nothing was written to {out_dir}. Try another --opset, or report the layer that differs."
             )
         info = _bridge_info(tmp, latent_shape, latent_norm, image_size, channels, vae_checkpoint, opset, parity)
+        info["latents_digest"] = latents_digest  # lineage: the latents whose scale the decoder applies
         info["ir_version"] = int(decoder_onnx.ir_version)
         write_json(tmp / BRIDGE_JSON, info)
     return info

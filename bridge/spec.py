@@ -12,6 +12,7 @@ from typing import Any
 
 from runfs import RunPaths, read_json
 from runfs.latent_norm import LatentNorm
+from runfs.leftovers import recover
 
 DECODER_FILE = "decoder.onnx"
 ENCODER_FILE = "encoder.onnx"
@@ -27,9 +28,11 @@ class BridgeError(RuntimeError):
 def resolve_bridge_dir(path: str | os.PathLike) -> Path:
     """Accept a bridge folder (holding bridge.json) or a run folder (holding bridge/); return the bridge folder."""
     path = Path(path)
+    recover(path)  # a replace killed halfway leaves .bridge.old: put it back
     if (path / BRIDGE_JSON).is_file() or (path / DECODER_FILE).is_file():
         return path
     bridge = RunPaths(path).bridge
+    recover(bridge)
     if bridge.is_dir():
         return bridge
     if not path.exists():

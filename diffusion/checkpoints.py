@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from runfs import read_json
+from runfs.errors import CorruptFileError
 
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
 
@@ -44,7 +45,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         return load_file(path, device=str(device))
     except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
-        raise ValueError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from e
+        raise CorruptFileError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from e
 
 
 def read_checkpoint_config(ckpt: str | os.PathLike) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def read_checkpoint_config(ckpt: str | os.PathLike) -> dict[str, Any]:
 
 def find_checkpoint(path: str | os.PathLike, trainer: str) -> Path:
     """A checkpoint folder itself, or the newest complete one below a checkpoint root (`trainer`: the script that
-    makes one, named in the error)."""
+    makes one, named in the error). The errors say what the path is instead (a run folder, a file, nothing)."""
     path = Path(path)
     if (path / "meta.json").is_file():
         return path
@@ -61,10 +62,23 @@ def find_checkpoint(path: str | os.PathLike, trainer: str) -> Path:
         there = [p.name for p in list_checkpoints(path.parent)]
         raise FileNotFoundError(f"no checkpoint folder {path}; {path.parent} holds {there or 'none'}")
     found = latest_checkpoint(path)
-    if found is None:
+    if found is not None:
+        return found
+    if path.is_file():
+        raise FileNotFoundError(f"{path} is a file; give the checkpoint folder that holds it ({path.parent}) or its "
+                                "root (e.g. RUN/diffusion)")
+    roots = [sub for sub in ("diffusion", "guide", "classifier", "pixel_diffusion") if latest_checkpoint(path / sub)]
+    if roots:
+        raise FileNotFoundError(f"{path} is a run folder, not a checkpoint: give " +
+                                " or ".join(str(path / r) for r in roots) + " (its newest checkpoint), or one of "
+                                "their step_NNNNNNN folders")
+    if path.name in ("diffusion", "guide", "classifier") and path.parent.is_dir():  # a run's own root
+        flag = " --guide" if path.name == "guide" else ""
         raise FileNotFoundError(f"no checkpoint in {path}: train one first with `python pipelines/{trainer}.py "
-                                f"--run {path.parent}`")
-    return found
+                                f"--run {path.parent}{flag}`")
+    what = "it does not exist" if not path.exists() else "no step_NNNNNNN folder with config.json and meta.json"
+    raise FileNotFoundError(f"no checkpoint in {path} ({what}): give a checkpoint folder (step_NNNNNNN) or a "
+                            "checkpoint root such as RUN/diffusion")
 
 
 def weights_file(folder: Path, ema: str) -> Path:

@@ -14,6 +14,30 @@ from runfs.configs import ConfigMixin
 
 NOISE_SCHEDULES = ("linear", "cosine", "signal_cosine")  # signal_cosine also as "signal_cosine:MIN,MAX"
 TIME_EMBEDDINGS = ("timestep", "keras_ddim")
+RESPACING_HINT = "use e.g. '250', '10,10,10' (steps per equal section), 'ddim50' or 'trailing20', or '' for all steps"
+
+
+def parse_respacing(spec: str) -> tuple[str, list[int]]:
+    """A timestep respacing string -> (rule, counts): ("all", []) for "", ("sections", [250]) for "250" or
+    ("sections", [10, 10, 10]) for "10,10,10", ("ddim", [50]) for "ddim50", ("trailing", [20]) for "trailing20".
+    Checks the form and that every count is >= 1; whether the counts fit a T-step process is respace's check."""
+    text = spec.strip()
+    if not text:
+        return "all", []
+    for rule in ("ddim", "trailing"):
+        if text.startswith(rule):
+            count = text[len(rule):]
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"timestep respacing {spec!r}: expected {rule}N with a whole number N >= 1, e.g. "
+                                 f"{rule}50")
+            return rule, [int(count)]
+    parts = text.split(",")
+    if not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"cannot parse timestep respacing {spec!r}; {RESPACING_HINT}")
+    counts = [int(p) for p in parts]
+    if min(counts) < 1:
+        raise ValueError(f"timestep respacing {spec!r}: every section needs at least 1 step")
+    return "sections", counts
 
 # The reference's channel multipliers by image size, plus ours for latent sizes (8, 16, 32 px latents).
 CHANNEL_MULT_BY_SIZE: dict[int, tuple[float, ...]] = {
@@ -106,6 +130,11 @@ class UNetConfig(ConfigMixin):
             raise ValueError(f"class_cond needs num_classes >= 1, got {self.num_classes}")
         if self.in_channels < 1 or self.image_size < 1:
             raise ValueError(f"in_channels and image_size must be positive, got {self.in_channels}, {self.image_size}")
+        if self.num_channels < 1 or self.num_res_blocks < 1 or self.num_heads < 1:
+            raise ValueError(f"num_channels, num_res_blocks and num_heads must be >= 1, got {self.num_channels}, "
+                             f"{self.num_res_blocks}, {self.num_heads}")
+        if not 0.0 <= self.dropout < 1.0:  # NaN fails too
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def null_label(self) -> int | None:
@@ -144,6 +173,7 @@ class DiffusionConfig(ConfigMixin):
             raise ValueError("predict_xstart and predict_v are exclusive: the model predicts one quantity")
         if self.diffusion_steps < 1:
             raise ValueError(f"diffusion_steps must be >= 1, got {self.diffusion_steps}")
+        parse_respacing(self.timestep_respacing)
 
 
 @dataclass

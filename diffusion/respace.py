@@ -14,24 +14,35 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffusion.config import parse_respacing
 from diffusion.gaussian_diffusion import GaussianDiffusion
 from diffusion.schedules import betas_from_alpha_bars
+
+
+def _too_many(spec: str, count: int, num_timesteps: int) -> ValueError:
+    return ValueError(f"timestep respacing {spec!r} asks for {count} steps of a {num_timesteps}-step process (the "
+                      f"model's timesteps that sampling uses); give at most {num_timesteps}")
 
 
 def _ddim_steps(num_timesteps: int, desired_count: int) -> set[int]:
     # The reference's quirk: the smallest integer stride giving exactly N steps, starting at 0, so T-1 is never
     # kept unless the stride is 1 (ddim50 of 1000 is 0, 20, ..., 980).
-    for stride in range(1, num_timesteps):
+    if desired_count > num_timesteps:
+        raise _too_many(f"ddim{desired_count}", desired_count, num_timesteps)
+    for stride in range(1, num_timesteps):  # the reference stops short of stride T (ddim1 is refused)
         if len(range(0, num_timesteps, stride)) == desired_count:
             return set(range(0, num_timesteps, stride))
-    raise ValueError(f"cannot create exactly {desired_count} steps out of {num_timesteps} with an integer stride")
+    possible = sorted({len(range(0, num_timesteps, s)) for s in range(1, num_timesteps)}, reverse=True)
+    raise ValueError(f"timestep respacing 'ddim{desired_count}': no integer stride gives exactly {desired_count} of "
+                     f"{num_timesteps} steps (ddimN allows N = {', '.join(map(str, possible[:8]))}, ...); "
+                     f"'trailing{desired_count}' or '{desired_count}' take any count")
 
 
 def _trailing_steps(num_timesteps: int, desired_count: int) -> set[int]:
     # "Common Diffusion Noise Schedules and Sample Steps Are Flawed" (Lin et al. 2024, Table 2, trailing):
     # count down from T in float strides of T/N, so T-1 (the noisiest step, where sampling starts) is kept.
-    if not 1 <= desired_count <= num_timesteps:
-        raise ValueError(f"trailing{desired_count}: need 1 <= N <= {num_timesteps} steps")
+    if desired_count > num_timesteps:
+        raise _too_many(f"trailing{desired_count}", desired_count, num_timesteps)
     # Computed as T - k T/N (not np.arange(T, 0, -T/N)): arange can yield an extra near-zero entry from rounding.
     steps = np.round(num_timesteps - np.arange(desired_count) * (num_timesteps / desired_count)).astype(np.int64) - 1
     return {int(s) for s in steps}
@@ -40,13 +51,17 @@ def _trailing_steps(num_timesteps: int, desired_count: int) -> set[int]:
 def _sections(num_timesteps: int, section_counts: list[int]) -> set[int]:
     # Split [0, T) into len(section_counts) equal sections (the first T % len get one more step) and take
     # section_count steps in each with a float stride and Python's round (banker's rounding: the reference's).
+    if len(section_counts) == 1 and section_counts[0] > num_timesteps:
+        raise _too_many(str(section_counts[0]), section_counts[0], num_timesteps)
     size_per, extra = divmod(num_timesteps, len(section_counts))
     start_idx = 0
     all_steps: list[int] = []
     for i, section_count in enumerate(section_counts):
         size = size_per + (1 if i < extra else 0)
         if section_count < 1 or size < section_count:
-            raise ValueError(f"cannot divide a section of {size} steps into {section_count}")
+            raise ValueError(f"timestep respacing {','.join(map(str, section_counts))!r}: cannot take "
+                             f"{section_count} steps from a section of {size} (the process has {num_timesteps} "
+                             f"steps, split into {len(section_counts)} equal sections)")
         frac_stride = 1 if section_count <= 1 else (size - 1) / (section_count - 1)
         cur_idx = 0.0
         for _ in range(section_count):
@@ -73,20 +88,13 @@ def usable_timesteps(betas: np.ndarray, lambda_min: float = DEFAULT_LAMBDA_MIN) 
 def space_timesteps(num_timesteps: int, section_counts: str | Iterable[int]) -> set[int]:
     """Timesteps of a T-step process to keep: "250", "10,10,10" (per equal section), "ddimN", "trailingN"."""
     if isinstance(section_counts, str):
-        spec = section_counts.strip()
-        for prefix, rule in (("ddim", _ddim_steps), ("trailing", _trailing_steps)):
-            if spec.startswith(prefix):
-                count = spec[len(prefix):]
-                if not count.isdigit():
-                    raise ValueError(f"{section_counts!r}: expected {prefix}N with an integer N, e.g. {prefix}50")
-                return rule(num_timesteps, int(count))
-        try:
-            counts = [int(part) for part in spec.split(",")]
-        except ValueError:
-            raise ValueError(
-                f"cannot parse timestep respacing {section_counts!r}; use e.g. '250', '10,10,10', 'ddim50' or "
-                "'trailing25'"
-            ) from None
+        rule, counts = parse_respacing(section_counts)
+        if rule == "ddim":
+            return _ddim_steps(num_timesteps, counts[0])
+        if rule == "trailing":
+            return _trailing_steps(num_timesteps, counts[0])
+        if rule == "all":
+            return set(range(num_timesteps))
         return _sections(num_timesteps, counts)
     return _sections(num_timesteps, [int(c) for c in section_counts])
 
@@ -155,3 +163,18 @@ class SpacedDiffusion(GaussianDiffusion):
 
     def _scale_timesteps(self, t: Tensor) -> Tensor:
         return t  # the wrapped model maps (and rescales) the timesteps
+
+
+def check_respacing(cfg, spec: str, lambda_min: float = DEFAULT_LAMBDA_MIN) -> None:
+    """ValueError with the reason when respacing `spec` does not fit the process of DiffusionConfig `cfg` at
+    `lambda_min` (the steps a sampler would use): checked before any sampling starts."""
+    from diffusion.schedules import get_named_beta_schedule
+
+    usable = usable_timesteps(get_named_beta_schedule(cfg.noise_schedule, cfg.diffusion_steps), lambda_min)
+    try:
+        space_timesteps(usable, spec)
+    except ValueError as e:
+        if usable == cfg.diffusion_steps:
+            raise
+        raise ValueError(f"{e} (sampling uses the first {usable} of the model's {cfg.diffusion_steps} timesteps: "
+                         f"those with log-SNR >= --lambda-min {lambda_min:g}; --lambda-min=-inf uses all)") from None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 
 from diffusion.checkpoints import latest_checkpoint
 from diffusion.device import pick_device
+from diffusion.respace import check_respacing
 from diffusion.sampling import (
     LoadedCheckpoint,
     check_guide,
@@ -31,7 +34,10 @@ from diffusion.sampling import (
 from diffusion.tuned_guidance import resolve_guidance
 from keras_torch_ldm.settings import Samples, SampleSettings
 from runfs import RunPaths
+from runfs.errors import LineageError
 from runfs.images import to_float, to_uint8
+from runfs.lineage import check_bridge_for_model
+from runfs.writable import check_writable, is_writable
 
 
 class LatentDiffusion:
@@ -53,7 +59,8 @@ class LatentDiffusion:
     @classmethod
     def from_run(cls, run: str | os.PathLike, *, device: str = "auto", backend: str = "torch",
                  checkpoint: str | os.PathLike | None = None, ema: str = "auto", guide: str | os.PathLike = "auto",
-                 guide_ema: str = "auto", pixels: bool = False, decode_batch: int = 64) -> LatentDiffusion:
+                 guide_ema: str = "auto", pixels: bool = False, decode_batch: int = 64,
+                 allow_mismatch: bool = False) -> LatentDiffusion:
         """Load run folder `run` (a trained or a packed run such as pretrained/fmnist).
 
         device: "auto" (the GPU when torch sees one), "cpu", "cuda" or "cuda:N": the U-Net and the decoder.
@@ -62,6 +69,8 @@ class LatentDiffusion:
         ema: "auto" (the checkpoint's first EMA rate), a rate, or "none" (the raw weights).
         guide: "auto" (RUN/guide when the run has one), "none", or a checkpoint folder (autoguidance).
         pixels: a pixel-space model (RUN/pixel_diffusion): no decoder.
+        allow_mismatch: warn instead of refusing when the bridge's VAE is not the one the model (or guide) was
+            trained on (runfs.lineage).
         """
         if backend not in ("torch", "onnx"):
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
@@ -73,10 +82,12 @@ class LatentDiffusion:
         model = load_diffusion_checkpoint(checkpoint or root, ema=ema, device=torch_device)
         decoder = None if pixels else _load_decoder(paths, model, device, decode_batch)
         guide_model = _load_guide(guide, paths, model, torch_device, guide_ema, pixels)
+        for loaded in (model, guide_model):
+            _check_lineage(decoder, loaded, paths, allow_mismatch)
         if backend == "onnx":
             for loaded in (model, guide_model):
                 if loaded is not None:
-                    loaded.model = _onnx_unet(loaded, device)
+                    loaded.model = onnx_unet(loaded, device)
         return cls(model, decoder, torch_device, paths, guide_model, backend, device, pixels)
 
     # ---- sampling -------------------------------------------------------------------------------------------------
@@ -131,6 +142,7 @@ class LatentDiffusion:
     def check(self, num_samples: int, settings: SampleSettings) -> None:
         """Refuse settings this pipeline cannot sample with, before any work (generate calls it)."""
         settings.check(num_samples)
+        check_respacing(self.model.diffusion, settings.respacing(), settings.lambda_min)
         make_labels(num_samples, self.model.unet, settings.class_label, settings.classes)  # classes in range
         if settings.guide_scale not in (None, 1.0) and self.guide is None:
             raise ValueError(f"guide_scale {settings.guide_scale} needs a guide model and this run has none (train "
@@ -225,7 +237,21 @@ def _load_guide(spec: str | os.PathLike, paths: RunPaths, model: LoadedCheckpoin
     return guide
 
 
-def _onnx_unet(loaded: LoadedCheckpoint, device: str):
+def _check_lineage(decoder, loaded: LoadedCheckpoint | None, paths: RunPaths, allow_mismatch: bool) -> None:
+    """Refuse a bridge whose VAE or latent scale is not the one checkpoint `loaded` learnt (runfs.lineage); with
+    `allow_mismatch` warn instead. No-op for pixel models (decoder None) or no guide."""
+    if decoder is None or loaded is None:
+        return
+    try:
+        check_bridge_for_model(decoder.spec.raw, decoder.spec.folder / "bridge.json", loaded.config, loaded.path,
+                               paths.root)
+    except LineageError as e:
+        if not allow_mismatch:
+            raise
+        warnings.warn(f"allow_mismatch: {e}", RuntimeWarning, stacklevel=3)
+
+
+def onnx_unet(loaded: LoadedCheckpoint, device: str):
     """The checkpoint's U-Net in onnxruntime, exported on first use to CHECKPOINT/<weights>.onnx and again whenever
     the weights file changed since (the export records the weights' digest)."""
     from bridge.unet_onnx import OnnxUNet, export_unet_onnx
@@ -234,6 +260,9 @@ def _onnx_unet(loaded: LoadedCheckpoint, device: str):
     unet = loaded.unet
     path = loaded.path / (loaded.weights.removesuffix(".safetensors") + ".onnx")
     digest = file_digest(loaded.path / loaded.weights)
+    if not is_writable(loaded.path) and not path.is_file():  # a read-only checkpoint: cache in the user's cache
+        path = check_writable(onnx_cache_dir(), "the ONNX export") / f"{loaded.path.name}_{digest}_{path.name}"
+        print(f"{loaded.path} is not writable: caching the export in {path}", flush=True)
     if path.is_file():
         cached = OnnxUNet(path, device=device)
         if cached.source == digest:
@@ -244,6 +273,11 @@ def _onnx_unet(loaded: LoadedCheckpoint, device: str):
     export_unet_onnx(loaded.model.float(), path, (2, unet.in_channels, unet.image_size, unet.image_size), rows,
                      source=digest)
     return OnnxUNet(path, device=device)
+
+
+def onnx_cache_dir() -> Path:
+    """Where backend "onnx" caches the export of a read-only checkpoint: $XDG_CACHE_HOME/keras-torch-ldm/onnx."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "keras-torch-ldm" / "onnx"
 
 
 def _sync(device: torch.device) -> None:

@@ -4,11 +4,77 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def number(kind: type = float, low: float | None = None, high: float | None = None, low_open: bool = False,
+           allow_inf: bool = False, name: str | None = None) -> Callable[[str], Any]:
+    """An argparse `type` for a number of `kind` (int or float) in [low, high] (low excluded with `low_open`):
+    NaN is always refused and infinities unless `allow_inf`, each with the reason."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and math.isnan(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number (NaN); give a finite value")
+        if kind is float and math.isinf(value) and not allow_inf:
+            raise argparse.ArgumentTypeError(f"{text!r} is infinite; give a finite value")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: need {'>' if low_open else '>='} {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: need <= {high:g}")
+        return value
+
+    parse.__name__ = name or kind.__name__
+    return parse
+
+
+finite_float = number(float, name="finite_float")
+positive_float = number(float, 0, low_open=True, name="positive_float")
+non_negative_float = number(float, 0, name="non_negative_float")
+probability = number(float, 0, 1, name="probability")
+positive_int = number(int, 1, name="positive_int")
+non_negative_int = number(int, 0, name="non_negative_int")
+
+
+def _comma_ints(text: str, low: int, example: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of whole numbers, e.g. {example}") from None
+    if min(values) < low:
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be >= {low}")
+    return values
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """An argparse `type` for a comma list of whole numbers >= 1, e.g. "1,2,4"."""
+    return tuple(_comma_ints(text, 1, "1,2,4"))
+
+
+def class_list(text: str) -> str:
+    """An argparse `type` for a comma list of class labels (whole numbers >= 0), kept as the text."""
+    _comma_ints(text, 0, "0,3,7")
+    return text
+
+
+def respacing(text: str) -> str:
+    """An argparse `type` for a timestep respacing ("250", "10,10,10", "ddim50", "trailing20"): its form checked
+    now, its step counts against the model's T once the model is loaded."""
+    from diffusion.config import parse_respacing  # torch-free
+
+    try:
+        parse_respacing(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -32,9 +98,9 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
     parser.add_argument("--pixels", action="store_true",
                         help=f"train on images instead of latents (pixel-space baseline); writes DIR/pixel_{writes}")
     parser.add_argument("--data", default="fashion_mnist", help="with --pixels: fashion_mnist or an image folder")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
+    parser.add_argument("--limit", type=number(int, 2), default=None, help="use only the first N training examples")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's choice, one per core); 1 when another heavy job "
                              "shares the cores, or both jobs slow down many times over (docs/training.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,7 +145,10 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str, skip
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=hint)
         else:
             kind = type(default) if default is not None else str
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(), help=hint)
+            parse = f.metadata.get("type") or (finite_float if kind is float else kind)
+            note = f.metadata.get("help")
+            group.add_argument(flag, dest=f.name, type=parse, default=None, metavar=kind.__name__.upper(),
+                               help=f"{note} {hint}".strip() if note else hint)
 
 
 def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -100,11 +169,9 @@ def run_training(build, threads: int | None = None) -> int:
 
     from diffusion.training import TrainingDiverged
     from diffusion.training.distributed import cleanup_distributed
+    from runfs.errors import RunError
 
     if threads is not None:
-        if threads < 1:
-            print(f"error: --threads must be >= 1, got {threads}", file=sys.stderr)
-            return 2
         torch.set_num_threads(threads)
     try:
         session = build()
@@ -112,7 +179,7 @@ def run_training(build, threads: int | None = None) -> int:
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
@@ -122,3 +189,16 @@ def run_training(build, threads: int | None = None) -> int:
         state = "interrupted; rerun the same command to continue" if interrupted else "done"
         print(f"{state}: step {session.loop.step}, checkpoint {last}")
     return 130 if interrupted else 0  # a caller (make, demo.py) must not take an interrupted run as complete
+
+
+def run_main(main: Callable[[], Any]) -> int:
+    """`main()` of a stage script, with the run-folder errors (runfs.errors.RunError: a damaged file, a full disk, a
+    folder that cannot be written, stages built from different things) printed as one `error:` line, exit code 2."""
+    from runfs.errors import RunError
+
+    try:
+        code = main()
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return code if isinstance(code, int) else 0

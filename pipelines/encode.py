@@ -24,16 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import add_data_access_args, make_parser  # noqa: E402
+from pipelines.cli import add_data_access_args, make_parser, positive_int, run_main  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--run", required=True, help="run folder holding vae/ (from train_vae.py); writes RUN/latents/")
     p.add_argument("--data", help="data source to encode (default: the one the VAE was trained on)")
-    p.add_argument("--limit", type=int, help="encode only the first N images (default: the training run's limit)")
+    p.add_argument("--limit", type=positive_int,
+                   help="encode only the first N images (default: the training run's limit)")
     p.add_argument("--all", action="store_true", help="ignore the training run's --limit and encode everything")
-    p.add_argument("--batch-size", type=int, default=256, help="images per encoder call")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per encoder call")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples behind the scale factor")
     p.add_argument("--latent-norm", choices=["global", "channel"], default="global",
                    help="global: one scale factor for all latents; channel: per-channel mean and std")
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from runfs import RunPaths
     from runfs.latent_norm import LatentNorm
+    from runfs.lineage import print_stale
     from vae.data import open_dataset
     from vae.encode import encode_dataset
     from vae.model import load_vae_config
@@ -73,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     z, h, w = meta["latent_shape"]
     print(f"latents ({z}, {h}, {w}) {meta['layout']}: {meta['counts']['train']} train / {meta['counts']['val']} val, "
           f"{LatentNorm.from_meta(meta, z).describe()}; written to {RunPaths(args.run).latents}")
+    print_stale(args.run)  # the bridge or models made from the previous latents, if they differ now
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, non_negative_int, positive_int, run_main
 from pipelines.evaluation import EvalConfig, evaluate, write_report
 from pipelines.evaluation.features import KINDS
 from runfs import RunPaths
@@ -24,7 +24,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--run", default=None, help="run folder: samples from DIR/samples, VAE from DIR/bridge")
     p.add_argument("--samples", default=None, help="a samples npz (default: the newest in DIR/samples)")
     p.add_argument("--data", default="fashion_mnist", help="real images: fashion_mnist, tfds:NAME or a folder")
-    p.add_argument("--num-real", type=int, default=10000, help="real images to compare with (at most the split)")
+    p.add_argument("--num-real", type=positive_int, default=10000,
+                   help="real images to compare with (at most the split)")
     p.add_argument("--reference", default="test", choices=["test", "train"], help="split of the real images")
     p.add_argument("--feature", default="auto", choices=KINDS,
                    help="auto: InceptionV3 when its weights are on disk, else the dataset classifier")
@@ -34,11 +35,13 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--vae-floor", action="store_true",
                    help="real train images passed through the run's VAE (ONNX encoder -> decoder) vs real test "
                         "images: the best a latent model with this VAE can reach")
-    p.add_argument("--num-recon", type=int, default=None,
+    p.add_argument("--num-recon", type=non_negative_int, default=None,
                    help="validation images for the VAE reconstruction (default: all; 0: skip)")
-    p.add_argument("--kid-block", type=int, default=1000, help="KID is averaged over blocks of this many images")
-    p.add_argument("--image-size", type=int, default=None, help="real image size (default: the run's bridge.json)")
-    p.add_argument("--channels", type=int, default=None, help="real image channels (default: the run's)")
+    p.add_argument("--kid-block", type=positive_int, default=1000,
+                   help="KID is averaged over blocks of this many images")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="real image size (default: the run's bridge.json)")
+    p.add_argument("--channels", type=positive_int, default=None, help="real image channels (default: the run's)")
     p.add_argument("--cache-dir", default="runs/.cache", help="where the evaluation classifier is cached")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="which real images are drawn when --num-real is smaller")
@@ -71,4 +74,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -16,36 +16,44 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, number, positive_float, positive_int, run_main
 from runfs import RunPaths, read_json
+from runfs.arrays import load_npy
 from runfs.latent_norm import LatentNorm
+from runfs.leftovers import recover
+from runfs.lineage import check_export, latents_digest, print_stale
+from runfs.writable import check_writable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--run", required=True, type=Path, help="run folder holding vae/ and latents/")
     p.add_argument(
-        "--num-real", type=int, default=256, help="real latents (from latents/val_mean.npy) in the parity check"
+        "--num-real", type=positive_int, default=256,
+        help="real latents (from latents/val_mean.npy) in the parity check"
     )
-    p.add_argument("--num-random", type=int, default=64, help="random latents and images in the parity check")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest max-abs difference Keras vs onnxruntime")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset to write")
-    p.add_argument("--batch", type=int, default=64, help="batch size of the parity runs")
+    p.add_argument("--num-random", type=positive_int, default=64, help="random latents and images in the parity check")
+    p.add_argument("--tolerance", type=positive_float, default=1e-4,
+                   help="largest max-abs difference Keras vs onnxruntime")
+    p.add_argument("--opset", type=number(int, 13), default=17, help="ONNX opset to write")
+    p.add_argument("--batch", type=positive_int, default=64, help="batch size of the parity runs")
     return p.parse_args(argv)
 
 
 def read_latents(run: RunPaths, num_real: int) -> tuple[dict, np.ndarray]:
     """latents/meta.json and the first `num_real` validation means (N, z, h, w), unscaled NCHW."""
+    recover(run.latents)  # a replace of RUN/latents killed halfway left them as .latents.old
     meta_path = run.latents / "meta.json"
     encode_hint = f"python pipelines/encode.py --run {run.root}"
     if not meta_path.is_file():
         raise SystemExit(f"{meta_path} is missing: encode the dataset first: {encode_hint}")
     meta = read_json(meta_path)
+    check_export(meta, run.latents, run.root)  # the latents must come from the VAE being exported
     if meta.get("layout", "NCHW") != "NCHW":
         raise SystemExit(f"{meta_path} says layout {meta['layout']!r}; the bridge expects NCHW latents")
     for name in ("val_mean.npy", "train_mean.npy"):
         if (run.latents / name).is_file():
-            means = np.load(run.latents / name, mmap_mode="r")
+            means = load_npy(run.latents / name, mmap_mode="r", fix=f"rerun {encode_hint}")
             break
     else:
         raise SystemExit(f"no val_mean.npy or train_mean.npy in {run.latents}: rerun {encode_hint}")
@@ -60,6 +68,7 @@ def read_latents(run: RunPaths, num_real: int) -> tuple[dict, np.ndarray]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     run = RunPaths(args.run)
+    check_writable(run.bridge, "the bridge")
     meta, real_latents = read_latents(run, args.num_real)
 
     from bridge.export import export_bridge  # Keras/TensorFlow load here, after the cheap checks
@@ -75,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         encoder, decoder, run.bridge,
         latent_norm=LatentNorm.from_meta(meta, real_latents.shape[1]), real_latents=real_latents,
         image_size=cfg.image_size, channels=cfg.channels, vae_checkpoint=str(meta.get("vae_checkpoint", "")),
+        latents_digest=latents_digest(run.latents) or "",
         num_random=args.num_random, tolerance=args.tolerance, opset=args.opset, batch=args.batch,
     )
     parity = {k: f"{v:.2e}" for k, v in info["parity"].items() if k.startswith(("decoder_", "encoder_"))}
@@ -82,13 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"opset {info['opset']}, {LatentNorm.from_meta(info, real_latents.shape[1]).describe()}, "
           f"{time.perf_counter() - started:.1f} s)")
     print(f"parity, max |Keras - onnxruntime| (tolerance {args.tolerance:g}): {parity}")
+    print_stale(run.root)
     return info
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """The `ldm-export` console script: main() with exit code 0 (main returns the bridge info to Python callers)."""
-    main(argv)
-    return 0
+    """The `ldm-export` console script and `python pipelines/export.py`: main() with the project's error handling and
+    exit code 0 (main returns the bridge info to Python callers)."""
+    return run_main(lambda: main(argv))
 
 
 if __name__ == "__main__":

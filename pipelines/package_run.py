@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from diffusion import checkpoints as ckpt
 from diffusion.sampling import find_checkpoint
 from diffusion.tuned_guidance import GUIDANCE_FILE
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, run_main
 from runfs import RunPaths, atomic_dir, read_json, write_json
 
 # Kept beside the weights so a packed run still says how it was made: packed name -> path in the run folder.
@@ -82,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

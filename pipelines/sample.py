@@ -17,30 +17,42 @@ from diffusion.respace import DEFAULT_LAMBDA_MIN
 from diffusion.sampling import DEFAULT_RESPACING
 from diffusion.tuned_guidance import GUIDANCE_FILE
 from keras_torch_ldm import LatentDiffusion, SampleSettings
-from pipelines.cli import make_parser
+from pipelines.cli import (
+    class_list,
+    finite_float,
+    make_parser,
+    non_negative_int,
+    number,
+    positive_int,
+    probability,
+    respacing,
+    run_main,
+)
 from pipelines.sample_output import save_samples
 from runfs import RunPaths
+from runfs.writable import check_writable
 
 
 def parse_args(argv: list[str] | None = None):
     p = make_parser(__doc__)
     p.add_argument("--run", required=True, help="run folder (DIR/diffusion, DIR/bridge)")
     p.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: newest in DIR/diffusion)")
-    p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-samples", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--sampler", default="ddim", choices=sorted(DEFAULT_RESPACING))
-    p.add_argument("--timestep-respacing", default=None,
+    p.add_argument("--timestep-respacing", default=None, type=respacing,
                    help="e.g. ddim50, 250, 10,10,10, trailing20 (default: ddim50 / 1000 steps for ddpm / "
                         "trailing20 for dpmpp)")
-    p.add_argument("--lambda-min", type=float, default=DEFAULT_LAMBDA_MIN,
+    p.add_argument("--lambda-min", type=number(float, allow_inf=True), default=DEFAULT_LAMBDA_MIN,
                    help="start sampling no noisier than this log-SNR: the respacing covers only those timesteps. "
                         "The default keeps every step of a linear schedule and drops the last few of a cosine "
                         "one, where an eps model's x0 error is amplified 20,000-fold; --lambda-min=-inf keeps all "
                         "(the reference)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM noise (0: deterministic)")
-    p.add_argument("--class-label", type=int, default=None, help="sample this class only")
-    p.add_argument("--classes", default=None, help="comma list of classes to spread the samples over")
-    p.add_argument("--guidance-scale", type=float, default=None,
+    p.add_argument("--eta", type=probability, default=0.0,
+                   help="DDIM noise, in [0, 1] (0: deterministic; 1: as much as DDPM; above 1 DDIM's update is NaN)")
+    p.add_argument("--class-label", type=non_negative_int, default=None, help="sample this class only")
+    p.add_argument("--classes", default=None, type=class_list, help="comma list of classes to spread the samples over")
+    p.add_argument("--guidance-scale", type=finite_float, default=None,
                    help=f"classifier-free guidance scale (1: none; default: the run's {GUIDANCE_FILE} when "
                         "pipelines/tune_guidance.py wrote one, else "
                         f"{DEFAULT_GUIDANCE_SCALE} for models with a null class, {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} "
@@ -51,12 +63,12 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--guide", default="auto", metavar="CHECKPOINT",
                    help="autoguidance (Karras et al. 2024) by a weaker model of the same latents: a checkpoint "
                         "folder or a checkpoint root; 'auto' (default): DIR/guide when the run has one; 'none': off")
-    p.add_argument("--guide-scale", type=float, default=None,
+    p.add_argument("--guide-scale", type=finite_float, default=None,
                    help=f"autoguidance scale (1: none; default: the run's {GUIDANCE_FILE}, else "
                         f"{DEFAULT_GUIDE_SCALE} when there is a guide); it adds to the classifier-free guidance, "
                         f"whose built-in default is then {DEFAULT_GUIDANCE_SCALE_WITH_GUIDE}")
     p.add_argument("--guide-ema", default="auto", help="the guide's EMA rate, 'auto' or 'none'")
-    p.add_argument("--classifier-scale", type=float, default=0.0,
+    p.add_argument("--classifier-scale", type=finite_float, default=0.0,
                    help="classifier guidance with the classifier in DIR/classifier (0: off)")
     p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
     p.add_argument("--seed", type=int, default=0)
@@ -64,9 +76,12 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the U-Net (and the guide) in torch, or export each to ONNX once (cached beside its "
                         "checkpoint) and run it in onnxruntime: sampling with onnxruntime alone")
-    p.add_argument("--decode-batch", type=int, default=64, help="decoder micro-batch (bounds memory)")
+    p.add_argument("--decode-batch", type=positive_int, default=64, help="decoder micro-batch (bounds memory)")
     p.add_argument("--pixels", action="store_true", help="a pixel-space model (DIR/pixel_diffusion), no decoder")
     p.add_argument("--out", default=None, help="output folder (default: DIR/samples)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="sample even when the bridge comes from another VAE or latent scale than the diffusion model "
+                        "learnt (a warning instead of an error; for experts)")
     p.add_argument("--save-pngs", action="store_true", help="also write one PNG per sample")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -76,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run, started = RunPaths(args.run), time.perf_counter()
     try:
+        check_writable(args.out or run.samples, "the samples")
         pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend, checkpoint=args.checkpoint,
                                         ema=args.ema, guide=args.guide, guide_ema=args.guide_ema, pixels=args.pixels,
-                                        decode_batch=args.decode_batch)
+                                        decode_batch=args.decode_batch, allow_mismatch=args.allow_mismatch)
         settings = SampleSettings(
             classes=[int(c) for c in args.classes.split(",")] if args.classes else None, class_label=args.class_label,
             sampler=args.sampler, timestep_respacing=args.timestep_respacing, eta=args.eta,
@@ -119,4 +135,4 @@ def _interval(text: str) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

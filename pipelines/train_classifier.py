@@ -14,7 +14,7 @@ from diffusion.config import PRESETS, ClassifierConfig, DiffusionConfig
 from diffusion.training import TrainConfig
 from diffusion.training.config import CLASSIFIER_TRAIN_PRESET
 from diffusion.training.session import build_training
-from pipelines.cli import add_config_args, add_training_args, apply_args, make_parser, run_training
+from pipelines.cli import add_config_args, add_training_args, apply_args, make_parser, run_main, run_training
 from pipelines.train_data import load_train_data
 from runfs import RunPaths
 
@@ -49,4 +49,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

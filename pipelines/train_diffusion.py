@@ -21,9 +21,10 @@ from diffusion.config import PRESETS, DiffusionConfig, UNetConfig, guide_unet
 from diffusion.training import TRAIN_PRESETS, TrainConfig
 from diffusion.training.config import GUIDE_TRAINING
 from diffusion.training.session import build_training
-from pipelines.cli import add_config_args, add_training_args, apply_args, given, make_parser, run_training
+from pipelines.cli import add_config_args, add_training_args, apply_args, given, make_parser, run_main, run_training
 from pipelines.train_data import load_train_data
 from runfs import RunPaths, read_json
+from runfs.leftovers import recover
 
 
 def parse_args(argv: list[str] | None = None):
@@ -63,15 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         unet_base, train_base, out_dir = guide_unet(unet_base), train_base.replace(**GUIDE_TRAINING), run.guide
 
     def build():
-        unet = apply_args(unet_base, args)
+        # The flags are checked before the data is read: a bad number fails at once.
+        unet, diffusion, train = (apply_args(base, args) for base in (unet_base, diff_base, train_base))
+        recover(run.latents)  # a replace of RUN/latents killed halfway left them as .latents.old
         size, channels = (pixel_shape(run, unet, given(args, UNetConfig)) if args.pixels
                           else (unet.image_size, unet.in_channels))
         data = load_train_data(run, args.pixels, args.data, args.limit, size, channels)
-        unet, train = fit_to_data(unet, apply_args(train_base, args), data, args)
+        unet, train = fit_to_data(unet, train, data, args)
         return build_training(
-            "diffusion", out_dir=out_dir, data=data,
-            unet=unet, diffusion=apply_args(diff_base, args),
-            train=train, device=args.device,
+            "diffusion", out_dir=out_dir, data=data, unet=unet, diffusion=diffusion, train=train, device=args.device,
             require_resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard)
 
     return run_training(build, args.threads)
@@ -113,4 +114,4 @@ def fit_to_data(unet: UNetConfig, train: TrainConfig, data, args) -> tuple[UNetC
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

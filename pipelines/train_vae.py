@@ -20,7 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import add_data_access_args, make_parser, preset_hint  # noqa: E402
+from pipelines.cli import (  # noqa: E402
+    add_data_access_args,
+    int_list,
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    number,
+    positive_float,
+    positive_int,
+    preset_hint,
+    run_main,
+)
+from pipelines.resume_vae import decide_resume  # noqa: E402
+from runfs.lineage import print_stale  # noqa: E402
 from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no TensorFlow)
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
@@ -50,41 +63,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
     add("--background", help="colour that transparent pixels are composited onto: a name (white, black), #RRGGBB "
         "or R,G,B")
-    add("--image-size", type=int, help="square image side after center crop + resize")
+    add("--image-size", type=positive_int, help="square image side after center crop + resize")
     add("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
-    add("--limit", type=int, help="use only the first N images")
-    add("--val-fraction", type=float, help="validation share (default: the source's own)")
+    add("--limit", type=positive_int, help="use only the first N images")
+    add("--val-fraction", type=number(float, 0, 1, low_open=True), help="validation share (default: the source's own)")
     add("--seed", type=int, help="seed of the split, shuffling and initialisation")
-    add("--base-channels", type=int, help="width of the first level")
-    add("--channel-mult", type=lambda s: tuple(int(v) for v in s.split(",")),
+    add("--base-channels", type=positive_int, help="width of the first level")
+    add("--channel-mult", type=int_list,
         help="width multipliers per level, e.g. 1,2,2 (downsampling f = 2^(levels-1))")
-    add("--num-res-blocks", type=int, help="residual blocks per level")
-    add("--z-channels", type=int, help="latent channels")
+    add("--num-res-blocks", type=non_negative_int, help="residual blocks per level")
+    add("--z-channels", type=positive_int, help="latent channels")
     add("--norm", choices=["group", "encoder", "none"],
         help="group: GroupNorm before each swish (LDM); encoder: in the encoder only; none: no "
              "normalisation layers: ~1.45x the training speed and sharper reconstructions, but latents "
              "the diffusion model fits worse (docs/benchmarks.md)")
-    add("--norm-groups", type=int, help="GroupNorm groups (must divide every width)")
+    add("--norm-groups", type=positive_int, help="GroupNorm groups (must divide every width)")
     add("--mid-attention", action=argparse.BooleanOptionalAction, default=None,
         help="self-attention in the middle blocks")
     add("--recon-loss", choices=["l1", "l2"], help="reconstruction loss")
-    add("--ssim-weight", type=float, help="add W * pixels * (1 - SSIM) per image to the L1/L2 loss (0: off; 2.6 "
-        "is Zhao et al.'s L1/SSIM balance on [-1, 1] images)")
-    add("--kl-weight", type=float, help="weight of the KL term (see docs/vae.md for the default)")
-    add("--epochs", type=int, help="epochs to train")
-    add("--max-steps", type=int, help="stop after this many optimizer steps in total")
-    add("--max-train-minutes", type=float, help="stop once this much training time has passed")
-    add("--batch-size", type=int, help="images per step")
-    add("--lr", type=float, help="AdamW learning rate")
+    add("--ssim-weight", type=non_negative_float,
+        help="add W * pixels * (1 - SSIM) per image to the L1/L2 loss (0: off; 2.6 is Zhao et al.'s L1/SSIM balance "
+             "on [-1, 1] images)")
+    add("--kl-weight", type=non_negative_float, help="weight of the KL term (see docs/vae.md for the default)")
+    add("--epochs", type=positive_int, help="epochs to train")
+    add("--max-steps", type=positive_int, help="stop after this many optimizer steps in total")
+    add("--max-train-minutes", type=positive_float, help="stop once this much training time has passed")
+    add("--batch-size", type=positive_int, help="images per step")
+    add("--lr", type=positive_float, help="AdamW learning rate")
     add("--lr-schedule", choices=["constant", "cosine"],
         help="cosine: decay to 0 over the step or time budget (whichever runs out first)")
-    add("--weight-decay", type=float, help="AdamW weight decay")
+    add("--weight-decay", type=non_negative_float, help="AdamW weight decay")
     add("--ema", action=argparse.BooleanOptionalAction, default=None,
         help="keep an EMA of the weights (Keras AdamW use_ema); the final model uses it")
-    add("--ema-momentum", type=float, help="EMA momentum")
+    add("--ema-momentum", type=number(float, 0, 1), help="EMA momentum")
     add("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
         help="compile the training step with XLA")
-    add("--eval-images", type=int, help="validation images scored after each epoch")
+    add("--eval-images", type=positive_int, help="validation images scored after each epoch")
     add_data_access_args(p)
     add("--strategy", choices=["none", "mirrored", "multiworker"], default="none",
         help="mirrored: tf.distribute.MirroredStrategy over all local GPUs (or --devices), each batch split across "
@@ -95,7 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--overwrite", action="store_true", help="delete an existing RUN/vae/ first and train anew")
     add("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
     add("--resume", action="store_true",
-        help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change)")
+        help="continue RUN/vae/checkpoint with its saved config (only the stopping flags may change); the default "
+             "when that checkpoint exists and --overwrite is not given")
+    add("--checkpoint-minutes", type=non_negative_float, default=2.0,
+        help="also save a resumable checkpoint every this many minutes within an epoch (0: at epoch ends only)")
     return p.parse_args(argv)
 
 
@@ -127,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--overwrite and --resume exclude each other")
     if args.overwrite:
         shutil.rmtree(Path(args.run) / "vae", ignore_errors=True)
+    args.resume = decide_resume(args, (*CONFIG_FLAGS, "mid_attention", "ema", "jit_compile"))
     try:
         cfg = resolve_config(args)
     except ValueError as e:
         raise SystemExit(f"bad VAE configuration: {e}") from e
+    from vae.checkpoint import TrainingDiverged
     from vae.data import open_dataset
     from vae.distribute import is_chief, make_strategy
     from vae.train import TrainingInterrupted, setup_tensorflow, train_vae
@@ -158,18 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"strategy {args.strategy}: {strategy.num_replicas_in_sync} replicas, "
               f"{cfg.batch_size} images per step split across them")
     try:
-        final = train_vae(cfg, data, run_dir, resume=args.resume, progress=not args.no_progress, strategy=strategy)
+        final = train_vae(cfg, data, run_dir, resume=args.resume, progress=not args.no_progress, strategy=strategy,
+                          checkpoint_minutes=args.checkpoint_minutes)
     except TrainingInterrupted as e:
         print(e)
         return 130
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except (FileExistsError, FileNotFoundError) as e:
         raise SystemExit(str(e)) from e
     raw = final.get("raw_weights")
     ema = f" (EMA weights; raw weights {raw['val_psnr']:.2f} dB, {raw['val_ssim']:.4f})" if raw else ""
     print(f"done: val PSNR {final['val_psnr']:.2f} dB, SSIM {final['val_ssim']:.4f} on {final['val_images']} images"
           f"{ema}, {final['train_seconds']:.0f} s of training; model in {Path(args.run) / 'vae' / 'model'}")
+    print_stale(args.run)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -22,19 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import make_parser  # noqa: E402
+from pipelines.cli import make_parser, non_negative_float, positive_float, positive_int, run_main  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--run", required=True, help="run folder holding vae/ and latents/; writes RUN/vae/decoder/")
-    p.add_argument("--max-train-minutes", type=float, default=3.0, help="training time (the lr decays to 0 over it)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (the lr decays over them)")
-    p.add_argument("--latent-noise", type=float, default=0.0,
+    p.add_argument("--max-train-minutes", type=positive_float, default=3.0,
+                   help="training time (the lr decays to 0 over it)")
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="stop after this many steps (the lr decays over them)")
+    p.add_argument("--latent-noise", type=non_negative_float, default=0.0,
                    help="std of the Gaussian noise added to the latents, in the diffusion model's (normed) units "
                         "(0.05-0.1 helped some models' samples and hurt others': docs/vae.md)")
-    p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate of the cosine decay to 0")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the VAE's")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate of the cosine decay to 0")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: the VAE's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/vae/decoder/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

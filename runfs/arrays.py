@@ -1,4 +1,5 @@
-"""Memory-mapped .npy arrays read and written in pieces, so that no stage holds a whole dataset in memory.
+"""Memory-mapped .npy arrays read and written in pieces, so that no stage holds a whole dataset in memory, and
+read with an error that names the file when it is truncated or damaged.
 
 Pages of a memory map that a process has touched count in its resident set until the kernel needs them back.
 `RowReader` gathers rows by index and, every `release_bytes` read, drops the mapped pages from the process
@@ -11,10 +12,12 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from runfs.atomic import atomic_path
+from runfs.errors import CorruptFileError
 
 RELEASE_BYTES = 64 << 20
 
@@ -71,3 +74,33 @@ def truncate_npy(path: str | os.PathLike, rows: int, chunk_bytes: int = RELEASE_
             release_pages(source)
         del target
     del source
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a .npy header; CorruptFileError when the header cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f, max_header_size=1 << 20)
+            return tuple(shape), np.dtype(dtype), f.tell()
+    except (ValueError, EOFError, SyntaxError, OSError) as e:
+        raise CorruptFileError(f"{path} is not a readable .npy file ({e})") from e
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: Literal["r", "r+", "c"] | None = None, fix: str = "") -> np.ndarray:
+    """np.load(path, mmap_mode) after checking that the file holds as many bytes as its header promises, so a
+    truncated file is named (numpy's own errors do not say which file). `fix`: what to do, added to the message."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist" + (f"; {fix}" if fix else ""))
+    try:
+        shape, dtype, offset = npy_header(path)
+    except CorruptFileError as e:
+        raise CorruptFileError(f"{e}; the file is damaged" + (f": {fix}" if fix else "")) from e
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if dtype.hasobject or size != expected:
+        problem = "holds Python objects" if dtype.hasobject else f"has {size} bytes where its header promises " \
+                                                                 f"{expected} ({shape} {dtype})"
+        raise CorruptFileError(f"{path} is truncated or damaged: it {problem}" + (f"; {fix}" if fix else ""))
+    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)

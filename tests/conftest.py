@@ -93,6 +93,7 @@ def tiny_pipeline_run(tmp_path_factory):
     from diffusion.training.session import build_training
     from pipelines.export import main as export_main
     from runfs import write_npy
+    from runfs.lineage import vae_digest
 
     run, cfg, encoder, _ = make_tiny_vae_run(tmp_path_factory.mktemp("runs") / "tiny")
     rng = np.random.default_rng(0)
@@ -108,7 +109,7 @@ def tiny_pipeline_run(tmp_path_factory):
     write_json(run.latents / "meta.json", {
         "layout": "NCHW", "latent_shape": shape, "scale_factor": float(1.0 / moments["train"][0].std()),
         "num_classes": 3, "class_names": ["a", "b", "c"], "image_size": cfg.image_size, "channels": cfg.channels,
-        "counts": {"train": 32, "val": 16}, "vae_checkpoint": "tiny", "data": "synthetic"})
+        "counts": {"train": 32, "val": 16}, "vae_checkpoint": vae_digest(run.root), "data": "synthetic"})
     export_main(["--run", str(run.root), "--num-real", "8", "--num-random", "8", "--batch", "8"])
     unet = TINY_UNET.replace(image_size=shape[1], in_channels=shape[0], attention_resolutions="2")
     session = build_training("diffusion", out_dir=run.diffusion, data=LatentData.from_run(run.latents), unet=unet,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,29 @@ class VAEConfig:
             raise ValueError(f"ssim_weight must be >= 0, got {self.ssim_weight}")
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
+        problems = [f"{name} must be {rule}, got {getattr(self, name)!r}" for name, rule, ok in self._number_rules()
+                    if getattr(self, name) is not None and not ok(getattr(self, name))]
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @staticmethod
+    def _number_rules():
+        """(field, rule in words, check) for every number: NaN and infinities fail every check."""
+        def finite(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+            return lambda v: (math.isfinite(v) and (v > low if low_open else v >= low)
+                              and (v < high if high_open else v <= high))
+        return [("lr", "a finite number > 0", finite(0, low_open=True)),
+                ("weight_decay", "a finite number >= 0", finite(0)),
+                ("kl_weight", "a finite number >= 0", finite(0)),
+                ("ssim_weight", "a finite number >= 0", finite(0)),
+                ("ema_momentum", "in [0, 1)", finite(0, 1, high_open=True)),
+                ("val_fraction", "in (0, 1)", finite(0, 1, low_open=True, high_open=True)),
+                ("max_train_minutes", "a finite number > 0 (or unset)", finite(0, low_open=True)),
+                ("logvar_min", "finite", finite(-math.inf)), ("logvar_max", "finite", finite(-math.inf)),
+                *[(name, ">= 1", lambda v: v >= 1) for name in (
+                    "image_size", "base_channels", "z_channels", "norm_groups", "epochs", "batch_size", "max_steps",
+                    "limit", "eval_images")],
+                ("num_res_blocks", ">= 0", lambda v: v >= 0)]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -9,12 +9,15 @@ them in the encoder only.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers
 
+from runfs.errors import CorruptFileError
+from runfs.lineage import VAE_FILES, vae_model_dir
 from vae.config import VAEConfig
 
 
@@ -119,8 +122,7 @@ def build_decoder(cfg: VAEConfig) -> keras.Model:
     return keras.Model(latents, images, name="vae_decoder")
 
 
-ENCODER_FILE = "encoder.keras"
-DECODER_FILE = "decoder.keras"
+ENCODER_FILE, DECODER_FILE = VAE_FILES
 TUNED_DECODER = "decoder"  # RUN/vae/decoder/: the decoder fine-tuned on the run's latents (vae.decoder_tune)
 
 
@@ -142,9 +144,23 @@ def load_models(folder: str | os.PathLike) -> tuple[keras.Model, keras.Model]:
 def load_model_file(path: Path) -> keras.Model:
     """One .keras file, safe_mode=True, called once on a zero batch (Keras' ONNX export refuses a model that has
     never been called)."""
+    if path.is_file() and not _complete_zip(path):  # Keras would say "File not found" for a file that exists
+        raise CorruptFileError(
+            f"{path} is truncated or damaged (not a complete .keras archive). If it is in RUN/vae/model, delete that "
+            "folder and rerun `python pipelines/train_vae.py --run RUN` (it finishes from RUN/vae/checkpoint); if in "
+            "RUN/vae/checkpoint, the checkpoint is lost: train again with --overwrite")
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     model(np.zeros((1, *model.input_shape[1:]), np.float32))
     return model
+
+
+def _complete_zip(path: Path) -> bool:
+    """A .keras file is a zip archive: complete when its directory reads and every member's CRC matches."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
 
 
 def vae_root(vae_dir: str | os.PathLike) -> Path:
@@ -161,10 +177,9 @@ def resolve_model_dir(vae_dir: str | os.PathLike) -> Path:
     `vae_dir` may be the run folder or its vae/ sub-folder.
     """
     vae_dir = vae_root(vae_dir)
-    for sub in ("model", "checkpoint"):
-        folder = vae_dir / sub
-        if (folder / ENCODER_FILE).is_file() and (folder / DECODER_FILE).is_file():
-            return folder
+    folder = vae_model_dir(vae_dir)  # model/ or checkpoint/, put back first if a replace was killed halfway
+    if folder is not None:
+        return folder
     raise FileNotFoundError(
         f"no trained VAE in {vae_dir} (looked for model/ and checkpoint/ with {ENCODER_FILE} and {DECODER_FILE}); "
         f"train one first: python pipelines/train_vae.py --run RUN_DIR"

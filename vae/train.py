@@ -20,7 +20,15 @@ from tqdm import tqdm
 
 from runfs import RunPaths, read_json, write_json
 from runfs.images import save_pair_grid
-from vae.checkpoint import CHECKPOINT, restore_checkpoint, save_checkpoint, save_final
+from vae.checkpoint import (
+    CHECKPOINT,
+    CheckpointClock,
+    check_finite,
+    restore_checkpoint,
+    save_checkpoint,
+    save_final,
+    training_complete,
+)
 from vae.config import VAEConfig
 from vae.data import skipped_message
 from vae.distribute import make_train_fn
@@ -119,10 +127,14 @@ def _start(cfg: VAEConfig, vae_dir: Path, resume: bool) -> tuple[VAETrainer, dic
 
 
 def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = False,
-              progress: bool = True, strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
+              progress: bool = True, strategy: tf.distribute.Strategy | None = None,
+              checkpoint_minutes: float | None = 2.0) -> dict[str, Any]:
     """Train (or with `resume`, continue) the VAE of `cfg` on `data` (vae.data.open_dataset: in memory, streamed or
     cached); returns the final metrics. Unreadable files met on the way are skipped, named and counted.
     `strategy` (vae.distribute.make_strategy) splits every batch across its replicas; default: one device.
+
+    DIR/vae/checkpoint/ is written at each epoch's end and every `checkpoint_minutes` within an epoch (None or 0:
+    epoch ends only). A NaN or infinite loss raises TrainingDiverged before anything else is saved.
 
     Raises TrainingInterrupted after Ctrl-C, once DIR/vae/checkpoint/ holds the state at the last step.
     """
@@ -152,6 +164,10 @@ def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = F
         limit = cfg.max_train_minutes
         return limit is not None and state["train_seconds"] + epoch_seconds >= 60 * limit
 
+    if resume and training_complete(vae_dir, state, state["step"] < total_steps and not out_of_time(0.0)):
+        return read_json(vae_dir / "metrics.json")["final"]  # nothing left to train: model/ is kept as it is
+    clock = CheckpointClock(checkpoint_minutes)
+
     with _SigintFlag() as sigint, tqdm(total=total_steps, initial=state["step"], desc="train VAE", unit="step",
                                           disable=not progress) as bar:
         while state["step"] < total_steps:
@@ -176,17 +192,25 @@ def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = F
                 bar.update(1)
                 if state["step"] % 25 == 0:
                     bar.set_postfix({m.name: f"{float(m.result()):.4g}" for m in trainer.metrics})
+                if state["step"] % 25 == 0 or clock.due():
+                    check_finite(float(loss), state["step"], vae_dir)
+                if clock.due():
+                    elapsed = state["train_seconds"] + time.perf_counter() - t0
+                    save_checkpoint(vae_dir, trainer, {**state, "train_seconds": elapsed})
+                    clock.reset()
                 if sigint.raised or state["step"] >= total_steps or out_of_time(time.perf_counter() - t0):
                     break
             t_end = time.perf_counter()
             seconds = t_end - t0
             steady = max(t_end - (t_first or t0), 1e-9)
             state["train_seconds"] += seconds
+            if t_first is not None:  # a batch ran: never save a checkpoint after a NaN loss
+                check_finite(float(loss), state["step"], vae_dir)
             if sigint.raised:
                 save_checkpoint(vae_dir, trainer, state)
                 raise TrainingInterrupted(
                     f"interrupted at step {state['step']}; checkpoint saved in {vae_dir / CHECKPOINT}; "
-                    f"continue with --resume"
+                    f"rerun the same command to continue"
                 )
             report_skipped(data, reported, bar)
             entry = {"epoch": state["epoch"], "step": state["step"],

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from diffusion.checkpoints import ema_filename, list_checkpoints
 from runfs import atomic_dir, versions, write_json
+from runfs.errors import CorruptFileError
 
 
 def save_checkpoint(
@@ -50,7 +51,13 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_torch_state(path: str | os.PathLike) -> Any:
-    """Optimizer/RNG state: plain tensors and containers only (weights_only=True executes no code)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Optimizer/RNG state: plain tensors and containers only (weights_only=True executes no code). A damaged file
+    raises CorruptFileError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError for a truncated or damaged file
+        raise CorruptFileError(f"{path} is damaged ({type(e).__name__}: {str(e).strip()[:200]})") from e
 
 

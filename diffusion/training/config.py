@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from runfs import ConfigMixin
 
@@ -16,15 +17,19 @@ class TrainConfig(ConfigMixin):
     lr: float = 1e-4
     weight_decay: float = 0.0
     ema_rate: str = "0.9999"  # comma list, one EMA copy per rate
-    lr_anneal_steps: int = 0  # linear decay to 0 over this many steps, then stop (0: constant lr)
+    lr_anneal_steps: int = field(default=0, metadata={"help": "decay the lr linearly to 0 over this many steps, then "
+                                                              "stop (0: constant lr, no limit)"})
     save_interval: int = 10000
     log_interval: int = 10
     schedule_sampler: str = "uniform"  # or "loss-second-moment"
     # Ours:
-    max_steps: int = 0  # stop after this many steps even without annealing (0: no limit)
-    max_train_minutes: float = 0.0  # also stop (and save) after this much training time in this process (0: none)
+    max_steps: int = field(default=0, metadata={"help": "stop after this many steps in all (0: no limit; with "
+                                                        "--lr-anneal-steps 0 and --max-train-minutes 0 the run "
+                                                        "trains until Ctrl-C)"})
+    max_train_minutes: float = field(default=0.0, metadata={"help": "also stop (and save) after this much training "
+                                                                    "time in this process (0: no limit)"})
     ema_warmup: bool = False  # effective rate min(rate, (1 + step) / (10 + step))
-    grad_clip: float = 0.0  # max global gradient norm (0: off)
+    grad_clip: float = field(default=0.0, metadata={"help": "max global gradient norm (0: off)"})
     precision: str = "fp32"  # "fp32", "bf16" (autocast) or "auto" (bf16 where the device has it in hardware)
     cfg_dropout: float = 0.0  # share of labels replaced by the null class (classifier-free guidance)
     snr_gamma: float = 0.0  # min-SNR-gamma loss weighting (Hang et al. 2023; 5 is their default; 0: off)
@@ -33,6 +38,14 @@ class TrainConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         problems = []
+        for name in ("lr", "weight_decay", "max_train_minutes", "grad_clip", "cfg_dropout", "snr_gamma"):
+            if not math.isfinite(getattr(self, name)):
+                problems.append(f"{name} must be a finite number (got {getattr(self, name)})")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0 (got {self.lr})")
+        for name in ("weight_decay", "grad_clip", "max_steps", "lr_anneal_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (0: off; got {getattr(self, name)})")
         if self.batch_size < 1:
             problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
         if self.microbatch == 0 or self.microbatch < -1:

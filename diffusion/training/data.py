@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from runfs import read_json
-from runfs.arrays import RowReader
+from runfs.arrays import RowReader, load_npy
 from runfs.latent_norm import LatentNorm
 
 IN_MEMORY_BYTES = 256 << 20  # latents (mean + log-variance) up to this size are held in memory
@@ -145,8 +145,9 @@ class LatentData(TrainData):
         meta = read_json(d / "meta.json")
         if meta.get("layout") != "NCHW":
             raise ValueError(f"{d / 'meta.json'}: layout {meta.get('layout')!r} is not NCHW; re-run encode.py")
-        mean = np.load(d / f"{split}_mean.npy", mmap_mode="r")
-        logvar = np.load(d / f"{split}_logvar.npy", mmap_mode="r")
+        fix = f"rerun `python pipelines/encode.py --run {d.parent}`"  # names the file when one is truncated
+        mean = load_npy(d / f"{split}_mean.npy", mmap_mode="r", fix=fix)
+        logvar = load_npy(d / f"{split}_logvar.npy", mmap_mode="r", fix=fix)
         if mean.shape != logvar.shape or list(mean.shape[1:]) != list(meta["latent_shape"]):
             raise ValueError(
                 f"{d}: {split}_mean {mean.shape} / {split}_logvar {logvar.shape} disagree with meta.json "
@@ -156,7 +157,7 @@ class LatentData(TrainData):
         if in_memory is None:
             in_memory = mean.nbytes + logvar.nbytes <= IN_MEMORY_BYTES
         labels_path = d / f"{split}_labels.npy"
-        labels = torch.from_numpy(np.load(labels_path).astype(np.int64)) if labels_path.is_file() else None
+        labels = torch.from_numpy(load_npy(labels_path, fix=fix).astype(np.int64)) if labels_path.is_file() else None
         data_meta = {
             "kind": "latent", "latents_dir": str(d), "shape": list(mean.shape[1:]),
             **norm.to_meta(), "num_classes": meta.get("num_classes"),

@@ -4,11 +4,14 @@ reference logs `loss_q0..q3`), to a CSV file and, when asked and installed, Tens
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import defaultdict
 from pathlib import Path
 
 import torch
+
+from runfs import atomic_path
 
 
 class LossAccumulator:
@@ -47,10 +50,12 @@ class CSVLog:
         self.path = Path(path)
         self.fields: list[str] | None = None
         if self.path.is_file():
-            with open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = reader.fieldnames
-                rows = [r for r in reader if int(r["step"]) <= resume_step]
+            text = self.path.read_text()
+            if not text.endswith("\n"):  # a process killed while appending left half a line: drop it
+                text = text[:text.rfind("\n") + 1]
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            self.fields = reader.fieldnames
+            rows = [r for r in reader if int(r["step"]) <= resume_step]
             self._rewrite(rows)
         self.tb = None
         if tensorboard_dir:
@@ -59,13 +64,10 @@ class CSVLog:
             self.tb = SummaryWriter(tensorboard_dir)
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.fields or self.BASE)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def write(self, row: dict[str, float]) -> None:
         if self.fields is None or not self.path.is_file():

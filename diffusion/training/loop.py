@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +34,8 @@ from diffusion.training.data import TrainData
 from diffusion.training.distributed import DistInfo, any_rank, barrier
 from diffusion.training.ema import EMA
 from diffusion.training.logger import CSVLog, LossAccumulator
+from runfs.errors import CorruptFileError
+from runfs.lineage import check_resume
 
 # objective(model, x_start, t, y, noise) -> per-example loss terms, each (N,); "loss" is the one minimised.
 Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor],
@@ -74,31 +79,59 @@ class TrainLoop:
 
     # -- state ---------------------------------------------------------------------------------------------
     def _resume(self) -> Path | None:
-        found = checkpoints.latest_checkpoint(self.out_dir)
-        if found is None:
-            return None
-        stored = checkpoints.read_checkpoint_config(found)
-        for key in ("model", "diffusion"):
-            if key in self.run_config and stored.get(key) != self.run_config.get(key):
-                raise ValueError(
-                    f"{found} was trained with a different {key} config than this command asks for; rerun with the "
-                    f"same flags to resume, or choose a new --run folder.\n stored:    {stored.get(key)}\n "
-                    f"requested: {self.run_config.get(key)}")
+        """Continue from the newest complete checkpoint; one whose files are damaged is set aside (renamed
+        step_N.damaged, with a warning) and the one before it used."""
+        for found in reversed(checkpoints.list_checkpoints(self.out_dir)):
+            stored = checkpoints.read_checkpoint_config(found)
+            for key in ("model", "diffusion"):
+                if key in self.run_config and stored.get(key) != self.run_config.get(key):
+                    raise ValueError(
+                        f"{found} was trained with a different {key} config than this command asks for; rerun with "
+                        f"the same flags to resume, or choose a new --run folder.\n stored:    {stored.get(key)}\n "
+                        f"requested: {self.run_config.get(key)}")
+            check_resume(stored.get("data") or {}, self.run_config.get("data") or {}, found)
+            try:
+                state = self._read_state(found)
+            except CorruptFileError as e:
+                self._set_aside(found, e)
+                continue
+            self._apply_state(state)
+            return found
+        return None
+
+    def _read_state(self, found: Path) -> dict[str, Any]:
+        """Every tensor of checkpoint `found`, read before any is applied (a damaged file changes nothing)."""
         device = self.dist.device
-        self.model.load_state_dict(checkpoints.load_weights(found / "model.safetensors", device))
-        for rate in self.ema.rates:
-            path = found / checkpoints.ema_filename(rate)
-            if path.is_file():
-                self.ema.load(rate, checkpoints.load_weights(path, device))
-        if (found / "optimizer.pt").is_file():
-            self.opt.load_state_dict(ckpt.load_torch_state(found / "optimizer.pt"))
-        state = ckpt.load_torch_state(found / "state.pt")
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["cuda_rng"], self.dist.device)
-        self.sampler.load_state_dict(state.get("sampler", {}))
-        self.step = int(state["step"])
-        return found
+        emas = {rate: found / checkpoints.ema_filename(rate) for rate in self.ema.rates}
+        return {"model": checkpoints.load_weights(found / "model.safetensors", device),
+                "ema": {rate: checkpoints.load_weights(path, device) for rate, path in emas.items() if path.is_file()},
+                "optimizer": (ckpt.load_torch_state(found / "optimizer.pt") if (found / "optimizer.pt").is_file()
+                              else None),
+                "trainer": ckpt.load_torch_state(found / "state.pt")}
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for rate, weights in state["ema"].items():
+            self.ema.load(rate, weights)
+        if state["optimizer"] is not None:
+            self.opt.load_state_dict(state["optimizer"])
+        trainer = state["trainer"]
+        torch.set_rng_state(trainer["torch_rng"])
+        if "cuda_rng" in trainer and torch.cuda.is_available():
+            torch.cuda.set_rng_state(trainer["cuda_rng"], self.dist.device)
+        self.sampler.load_state_dict(trainer.get("sampler", {}))
+        self.step = int(trainer["step"])
+
+    def _set_aside(self, found: Path, error: Exception) -> None:
+        """Rename a damaged checkpoint to step_N.damaged (kept for inspection, no longer loaded), with a warning."""
+        aside = found.with_name(found.name + ".damaged")
+        barrier()  # every rank has read the folder before it moves
+        if self.dist.is_main:
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(found, aside)
+            print(f"warning: {error}; that checkpoint is set aside as {aside} (delete it when done) and training "
+                  "resumes from the one before it", file=sys.stderr, flush=True)
+        barrier()
 
     def save(self) -> Path | None:
         path = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -19,6 +18,8 @@ from diffusion.training.distributed import DistInfo, setup_distributed
 from diffusion.training.ema import warmup_note
 from diffusion.training.loop import TrainLoop
 from diffusion.training.objectives import classifier_objective, diffusion_objective
+from runfs.lineage import with_latents_digest
+from runfs.writable import check_writable
 
 
 @dataclass
@@ -44,7 +45,7 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
                    device: str = "auto", require_resume: bool = False, progress: bool = True,
                    tensorboard: bool = False) -> TrainingSession:
     """`kind` "diffusion" trains the U-Net; "classifier" the noisy-input classifier on the same data."""
-    out_dir = Path(out_dir)
+    out_dir = check_writable(out_dir, "the checkpoints")  # before any step is trained
     if require_resume and latest_checkpoint(out_dir) is None:
         raise FileNotFoundError(f"--resume: no complete checkpoint in {out_dir} to continue from")
     dist = setup_distributed(device)
@@ -57,7 +58,7 @@ def build_training(kind: str, *, out_dir: str | os.PathLike, data: TrainData, un
     note = warmup_note(train.ema_rates, train.max_steps) if train.ema_warmup else None
     if note and dist.is_main and progress:
         print(note, flush=True)
-    common = {"train": train.to_dict(), "data": data.meta}
+    common = {"train": train.to_dict(), "data": with_latents_digest(data.meta)}  # lineage: which latents
     if kind == "diffusion":
         unet = resolve_unet(unet, data)
         if train.cfg_dropout > 0 and unet.null_label is None:

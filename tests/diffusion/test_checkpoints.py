@@ -36,5 +36,24 @@ def test_find_checkpoint_names_the_folders_a_mistyped_step_could_mean(tmp_path):
     assert find_checkpoint(tmp_path, "train_diffusion") == tmp_path / "step_0000010"
     with pytest.raises(FileNotFoundError, match=r"holds \['step_0000010'\]"):
         find_checkpoint(tmp_path / "step_0000011", "train_diffusion")
-    with pytest.raises(FileNotFoundError, match="train_diffusion.py"):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint in .*empty \(it does not exist\): give a "
+                                                r"checkpoint folder"):
         find_checkpoint(tmp_path / "empty", "train_diffusion")
+    (tmp_path / "run" / "diffusion").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"train one first with `python pipelines/train_diffusion.py --run "
+                                                r".*run --guide`"):
+        find_checkpoint(tmp_path / "run" / "guide", "train_diffusion")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint in .*elsewhere \(no step_NNNNNNN folder"):
+        find_checkpoint(tmp_path / "elsewhere", "train_diffusion")
+
+
+def test_find_checkpoint_says_what_a_wrong_path_is_instead(tmp_path):
+    run = tmp_path / "run"
+    (run / "diffusion").mkdir(parents=True)
+    _folder(run / "diffusion", [0.99])
+    with pytest.raises(FileNotFoundError, match=r"run is a run folder, not a checkpoint: give .*run/diffusion \(its "
+                                                r"newest checkpoint\)"):
+        find_checkpoint(run, "train_diffusion")  # --checkpoint RUN or --guide RUN
+    with pytest.raises(FileNotFoundError, match=r"meta.json is a file; give the checkpoint folder that holds it"):
+        find_checkpoint(run / "diffusion" / "step_0000010" / "meta.json", "train_diffusion")

@@ -27,16 +27,23 @@ def test_trailing_includes_the_last_step():
 
 
 def test_respacing_errors_name_the_problem():
-    with pytest.raises(ValueError, match="cannot create exactly 7 steps out of 10"):
+    with pytest.raises(ValueError, match=r"'ddim7': no integer stride gives exactly 7 of 10 steps \(ddimN allows "
+                                         r"N = 10, 5, 4, 3, 2, \.\.\.\); 'trailing7' or '7' take any count"):
         space_timesteps(10, "ddim7")
-    with pytest.raises(ValueError, match="cannot divide a section of 5 steps into 6"):
+    with pytest.raises(ValueError, match="'6,6': cannot take 6 steps from a section of 5"):
         space_timesteps(10, "6,6")
     with pytest.raises(ValueError, match="cannot parse timestep respacing 'fast'"):
         space_timesteps(10, "fast")
-    with pytest.raises(ValueError, match="expected ddimN with an integer N"):
-        space_timesteps(10, "ddim")
-    with pytest.raises(ValueError, match=r"trailing20: need 1 <= N <= 10"):
-        space_timesteps(10, "trailing20")
+    for spec in ("ddim", "ddimX", "ddim0", "trailing0", "trailing-3"):
+        with pytest.raises(ValueError, match=f"'{spec}': expected (ddim|trailing)N with a whole number N >= 1"):
+            space_timesteps(10, spec)
+    for spec in ("0", "10,0"):
+        with pytest.raises(ValueError, match="every section needs at least 1 step"):
+            space_timesteps(10, spec)
+    for spec in ("trailing20", "ddim20", "20"):
+        with pytest.raises(ValueError, match=f"'{spec}' asks for 20 steps of a 10-step process.*at most 10"):
+            space_timesteps(10, spec)
+    assert space_timesteps(10, "") == set(range(10))  # "": every step
     with pytest.raises(ValueError, match="non-empty subset of 0..9"):
         SpacedDiffusion([3, 12], betas=get_named_beta_schedule("cosine", 10), model_mean_type=ModelMeanType.EPSILON,
                         model_var_type=ModelVarType.FIXED_SMALL, loss_type=LossType.MSE)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from runfs import write_json, write_npy
+from runfs.lineage import latents_digest, vae_digest
 from tests.conftest import make_tiny_vae_run
 
 
@@ -18,7 +19,7 @@ def tiny_run(tmp_path_factory):
     write_npy(run.latents / "val_mean.npy", np.ascontiguousarray(mean, dtype=np.float32))
     scale = float(1.0 / mean.std())
     write_json(run.latents / "meta.json", {"scale_factor": scale, "latent_shape": list(mean.shape[1:]),
-                                           "layout": "NCHW", "vae_checkpoint": "tiny-abc"})
+                                           "layout": "NCHW", "vae_checkpoint": vae_digest(run.root)})
     return run, decoder, mean, scale
 
 
@@ -29,7 +30,8 @@ def test_export_pipeline_writes_a_bridge_the_runtime_reproduces(tiny_run, capsys
     run, keras_decoder, mean, scale = tiny_run
     info = main(["--run", str(run.root), "--num-real", "12", "--num-random", "8", "--batch", "8"])
     assert sorted(p.name for p in run.bridge.iterdir()) == ["bridge.json", "decoder.onnx", "encoder.onnx"]
-    assert info["parity"]["num_real"] == 12 and info["vae_checkpoint"] == "tiny-abc"
+    assert info["parity"]["num_real"] == 12 and info["vae_checkpoint"] == vae_digest(run.root)
+    assert info["latents_digest"] == latents_digest(run.latents)  # lineage: the latents whose scale it applies
     assert info["scale_factor"] == pytest.approx(scale)
     out = capsys.readouterr().out
     assert f"wrote {run.bridge}/" in out and "parity" in out

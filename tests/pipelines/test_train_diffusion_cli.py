@@ -91,14 +91,16 @@ def test_classifier_cli_trains_on_noised_latents(run_dir):
     assert "acc" in (run_dir / "classifier" / "log.csv").read_text().splitlines()[0]
 
 
-def test_threads_flag_sets_torch_threads_and_rejects_zero(run_dir, monkeypatch):
+def test_threads_flag_sets_torch_threads_and_rejects_zero(run_dir, monkeypatch, capsys):
     from pipelines.train_diffusion import main
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)
     assert main(["--run", str(run_dir), *TINY, "--max-steps", "1", "--threads", "1"]) == 0
     assert calls == [1]
-    assert main(["--run", str(run_dir), *TINY, "--max-steps", "1", "--threads", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--run", str(run_dir), *TINY, "--max-steps", "1", "--threads", "0"])
+    assert exit_info.value.code == 2 and "argument --threads: 0 is out of range: need >= 1" in capsys.readouterr().err
     assert calls == [1]
 
 

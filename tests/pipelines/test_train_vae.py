@@ -74,8 +74,9 @@ def load_script(name):
     return module
 
 
-def test_existing_run_without_resume_is_refused(trained_run):
-    with pytest.raises(SystemExit, match="pass --resume to continue"):
+def test_existing_run_with_other_settings_is_refused(trained_run):
+    with pytest.raises(SystemExit, match=r"holds a checkpoint trained with other settings: --limit 40 \(the "
+                                         r"checkpoint has None\).*--overwrite to start again"):
         load_script("train_vae").main(["--run", str(trained_run[0]), "--preset", "tiny", "--limit", "40"])
 
 
