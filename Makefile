@@ -13,6 +13,7 @@ GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && echo 1 || echo 0)
 RUN ?= runs/demo
 TRAIN_RUN ?= runs/demo-train
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+OPENCLIPART_DIR ?= /usr/share/openclipart/png
 STAMP := $(VENV)/.installed-gpu$(GPU)
 
 .PHONY: setup data test lint demo demo-train bench gpu-check
@@ -51,6 +52,12 @@ data:
 	    && echo "Fashion-MNIST installed in $(FMNIST_DIR)" \
 	    || echo "note: could not install dataset-fashion-mnist; the loader will use keras.datasets.fashion_mnist"; \
 	else echo "note: no dataset-fashion-mnist package here; the loader will use keras.datasets.fashion_mnist"; fi
+	@if [ -d "$(OPENCLIPART_DIR)" ]; then echo "openclipart: $(OPENCLIPART_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -qq openclipart-png >/dev/null 2>&1 \
+	    && echo "openclipart (--data openclipart) installed in $(OPENCLIPART_DIR)" \
+	    || echo "note: could not install openclipart-png; --data openclipart will say how"; \
+	else echo "note: no openclipart-png here (optional: --data openclipart, RGB clip-art)"; fi
 
 test: setup
 	$(PY) -m pytest -q

@@ -19,6 +19,7 @@ from vae.data.fashion_mnist import load_fashion_mnist
 from vae.data.images import parse_background
 from vae.data.index import open_index
 from vae.data.memory import materialize, skipped_message
+from vae.data.named import resolve_named
 from vae.data.stream import FolderStream
 from vae.data.tfds_source import TfdsStream
 
@@ -42,7 +43,8 @@ def _stream(source: str, image_size: int, channels: int, limit: int | None, seed
         if data_dir is not None:
             stream.record_index(data_dir, rebuild_index)
         return stream
-    index = open_index(source, data_dir, seed=seed, folder_labels=folder_labels, limit=limit, rebuild=rebuild_index,
+    index = open_index(resolve_named(source), data_dir, seed=seed, folder_labels=folder_labels, limit=limit,
+                       rebuild=rebuild_index,
                        val_fraction=DEFAULT_VAL_FRACTION["folder"] if val_fraction is None else val_fraction)
     return FolderStream(index, image_size, channels, background)
 
@@ -52,7 +54,8 @@ def load_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: 
                  background: str = "white") -> Dataset:
     """Load `source` as uint8 (N, image_size, image_size, channels) train/val images with labels if it has them.
 
-    source: "fashion_mnist" (official 60k/10k split; $FASHION_MNIST_DIR overrides the IDX folder), "tfds:NAME"
+    source: "fashion_mnist" (official 60k/10k split; $FASHION_MNIST_DIR overrides the IDX folder), "openclipart"
+    (Debian's openclipart-png: 8,121 clip-art PNGs, 22 category labels; vae.data.named), "tfds:NAME"
     (every official split re-split by the slicing API, val_fraction default 0.2), or a folder path (recursive
     JPEG/PNG/WebP, val_fraction default 0.1, split by `seed`; labels from sub-folders or "prefix_" filenames, see
     `folder_labels`). `limit` keeps the first N images; transparent pixels are composited onto `background`.
