@@ -58,8 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(flag, **kwargs)
 
     add("--preset", default="fashion_mnist", help="named defaults: " + ", ".join(sorted(PRESETS)))
-    add("--data", help="fashion_mnist, openclipart (Debian's openclipart-png: RGB clip-art, 22 labels), tfds:NAME, or a "
-        "folder of images")
+    add("--data", help="fashion_mnist, openclipart (Debian's openclipart-png: RGB clip-art, 22 labels), tfds:NAME, or "
+        "a folder of images")
     add("--folder-labels", choices=["auto", "none", "subdir", "prefix"],
         help="class labels of a folder source: sub-folder names or the filename prefix before '_'")
     add("--background", help="colour that transparent pixels are composited onto: a name (white, black), #RRGGBB "
