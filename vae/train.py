@@ -74,7 +74,8 @@ def evaluate(eval_fn, data, limit: int | None = None) -> dict[str, float]:
 
 def report_skipped(data, reported: set[str], bar) -> None:
     """Warn once about each unreadable file the input pipeline has met since the last call."""
-    new = {name: reason for name, reason in data.skipped.items() if name not in reported}
+    found = dict(data.skipped)  # a copy: decode threads may still add to it
+    new = {name: reason for name, reason in found.items() if name not in reported}
     if new:
         warnings.warn(skipped_message(new, data.source), stacklevel=2)
         reported.update(new)
