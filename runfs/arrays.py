@@ -1,10 +1,14 @@
 """Memory-mapped .npy arrays read and written in pieces, so that no stage holds a whole dataset in memory, and
 read with an error that names the file when it is truncated or damaged.
 
-Pages of a memory map that a process has touched count in its resident set until the kernel needs them back.
-`RowReader` gathers rows by index and, every `release_bytes` read, drops the mapped pages from the process
-(madvise DONTNEED on a shared file mapping: the data stays in the OS page cache and the next read maps it again),
-so reading a 20 GB array batch by batch keeps the resident set near `release_bytes`.
+Reading: `RowReader.take(array, rows)` gathers rows of an array opened with np.load(mmap_mode="r") by reading
+them from its file (os.preadv, one call per run of consecutive rows), not through the mapping. The OS page cache
+serves both alike, but a mapped access makes the pages part of this process's resident set, and where the page
+cache holds large folios (2 MiB on this project's Linux machines) one touched row maps a whole folio: 32 random
+12 KiB rows of a 527 MB cache file put 57 MB into the resident set, 320 rows 355 MB (measured; docs/data.md).
+Read through the file, the resident set holds the rows asked for and nothing else.
+Writing: a writer of a memory map calls `release_pages` after each piece (flush, then madvise DONTNEED: the data
+is on disk and in the page cache, and leaves the process's resident set).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from runfs.atomic import atomic_path
 from runfs.errors import CorruptFileError
 
-RELEASE_BYTES = 64 << 20
+CHUNK_BYTES = 64 << 20
 
 
 def release_pages(array: np.ndarray) -> None:
@@ -32,32 +36,39 @@ def release_pages(array: np.ndarray) -> None:
     mapping.madvise(mmap.MADV_DONTNEED)
 
 
-class RowReader:
-    """Gathers rows of arrays by index (`take`), releasing memory-mapped pages every `release_bytes` read."""
+def _file_offset(array: np.ndarray) -> int | None:
+    """Byte offset in its file of the first row of a C-contiguous memory map opened by np.load (or a leading slice
+    of one); None for anything else."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or getattr(array, "filename", None) is None or not array.flags.c_contiguous:
+        return None
+    mapped_from = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+    start = array.ctypes.data - np.frombuffer(mapping, np.uint8).ctypes.data
+    return mapped_from + start if start == array.offset - mapped_from else None
 
-    def __init__(self, release_bytes: int = RELEASE_BYTES) -> None:
-        self.release_bytes = release_bytes
-        self._pending = 0
-        self._touched: dict[int, np.ndarray] = {}
+
+class RowReader:
+    """Gathers rows of arrays by index (`take`); memory-mapped .npy arrays are read through their files."""
 
     def take(self, array: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """array[indices] as a new in-memory array; `indices` sorted ascending read the file forward."""
-        rows = np.asarray(array[indices])  # fancy indexing copies already
-        if isinstance(array, np.memmap):
-            self._touched[id(array)] = array
-            self._pending += rows.nbytes
-            if self._pending >= self.release_bytes:
-                self.release()
-        return rows
+        """array[indices] as a new in-memory array (`indices` ascending: the file is read forward)."""
+        indices = np.asarray(indices)
+        offset = _file_offset(array) if len(indices) else None
+        if offset is None or not hasattr(os, "preadv"):
+            return np.asarray(array[indices])  # fancy indexing copies
+        out = np.empty((len(indices), *array.shape[1:]), dtype=array.dtype)
+        row = out[:1].nbytes
+        flat = out.reshape(len(indices), -1).view(np.uint8)
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1  # runs of consecutive rows: one read each
+        with open(array.filename, "rb", buffering=0) as f:
+            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(indices)], strict=True):
+                want = (hi - lo) * row
+                if os.preadv(f.fileno(), [memoryview(flat[lo:hi]).cast("B")], offset + int(indices[lo]) * row) != want:
+                    raise OSError(f"{array.filename}: short read at row {indices[lo]}; the file is truncated")
+        return out
 
-    def release(self) -> None:
-        for array in self._touched.values():
-            release_pages(array)
-        self._touched.clear()
-        self._pending = 0
 
-
-def truncate_npy(path: str | os.PathLike, rows: int, chunk_bytes: int = RELEASE_BYTES) -> None:
+def truncate_npy(path: str | os.PathLike, rows: int, chunk_bytes: int = CHUNK_BYTES) -> None:
     """Keep the first `rows` rows of the .npy file at `path` (copied in chunks into a new file that replaces it)."""
     path = Path(path)
     source = np.load(path, mmap_mode="r")

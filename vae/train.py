@@ -36,7 +36,7 @@ from vae.metrics import mean_finite
 from vae.trainer import VAETrainer, images_to_float
 
 GRID_IMAGES = 8
-EVAL_BATCH = 256
+EVAL_PIXELS = 256 * 32 * 32  # validation batches hold this many pixels: 256 images of 32x32, 64 of 64x64, 4 of 256x256
 
 
 def learning_rate(cfg: VAEConfig, step: int, total_steps: float, train_seconds: float) -> float:
@@ -63,11 +63,16 @@ def setup_tensorflow() -> None:
             pass
 
 
+def eval_batch_size(image_size: int) -> int:
+    """Images per validation batch: EVAL_PIXELS worth, so that scoring needs no more memory at a larger image size."""
+    return max(1, min(256, EVAL_PIXELS // (image_size * image_size)))
+
+
 def evaluate(eval_fn, data, limit: int | None = None) -> dict[str, float]:
     """Mean PSNR (dB) and SSIM of reconstructions (from the posterior mean) of the first `limit` validation images
     of `data` (all when None), read batch by batch."""
     psnrs, ssims, seen = [], [], 0
-    for batch in data.batches("val", EVAL_BATCH):
+    for batch in data.batches("val", eval_batch_size(data.image_shape[0])):
         batch = batch[: None if limit is None else limit - seen]
         if len(batch) == 0:
             continue
@@ -82,7 +87,8 @@ def evaluate(eval_fn, data, limit: int | None = None) -> dict[str, float]:
 
 def report_skipped(data, reported: set[str], bar) -> None:
     """Warn once about each unreadable file the input pipeline has met since the last call."""
-    new = {name: reason for name, reason in data.skipped.items() if name not in reported}
+    found = dict(data.skipped)  # a copy: decode threads may still add to it
+    new = {name: reason for name, reason in found.items() if name not in reported}
     if new:
         warnings.warn(skipped_message(new, data.source), stacklevel=2)
         reported.update(new)

@@ -4,9 +4,10 @@ Batches are a pure function of (seed, step): the sample order is a per-epoch per
 number, so resuming at step k reproduces exactly the batches an uninterrupted run would have seen, and every
 DDP rank can compute the same global batch and take its own shard (`draw(..., shard)` reads only those rows).
 
-Latents of a run are read by memory map with random access (runfs.arrays.RowReader: only the rows of a batch are
-read, and the mapped pages are released as reading goes on), never loaded whole; a small set (at most
-IN_MEMORY_BYTES of mean + log-variance) is held in memory instead, the faster path. `access` says which.
+Latents of a run are opened by memory map and read with random access (runfs.arrays.RowReader: only the rows of
+a batch, read from the file, so that nothing but those rows enters the process's memory), never loaded whole; a
+small set (at most IN_MEMORY_BYTES of mean + log-variance) is held in memory instead, the faster path. `access`
+says which.
 """
 
 from __future__ import annotations

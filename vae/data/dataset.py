@@ -108,7 +108,7 @@ class Dataset:
         images, labels = self.images(split), self.labels(split)
         positions = batch_positions(len(images), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
                                     drop_remainder=drop_remainder, start_batch=start_batch)
-        reader = RowReader()  # a memory-mapped cache's pages are released as it is read
+        reader = RowReader()  # a memory-mapped cache is read row by row from its file
 
         def gather(b):
             idx = positions[b * batch_size:(b + 1) * batch_size]
