@@ -6,9 +6,11 @@ from pipelines.tune_decoder import main
 from runfs import write_json
 
 
-def test_bad_settings_are_explained(tmp_path):
-    with pytest.raises(SystemExit, match="bad settings: latent_noise must be >= 0"):
+def test_bad_settings_are_explained(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # refused when parsed, before anything is loaded
         main(["--run", str(tmp_path), "--latent-noise", "-1"])
+    assert exit_info.value.code == 2
+    assert "argument --latent-noise: -1 is out of range: need >= 0" in capsys.readouterr().err
 
 
 def test_a_run_without_latents_is_told_to_encode_first(tmp_path):
