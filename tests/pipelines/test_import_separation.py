@@ -22,15 +22,17 @@ TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tf2onnx")
 
 # script -> the packages its process must never import
 STAGE1 = {s: TORCH for s in ("train_vae", "encode", "export", "tune_decoder", "bench/vae_steps",
-                             "bench/export_decoders")}
+                             "bench/export_decoders", "bench/data_scale", "bench/data_throughput")}
 STAGE2 = {s: TENSORFLOW for s in (
     "train_diffusion", "train_classifier", "sample", "package_run", "evaluate", "tune_guidance", "plot_log",
     "demo", "bench/latent_vs_pixel", "bench/worker", "bench/train_steps", "bench/unet_modes", "bench/gpu_check",
     "bench/validate_estimate")}
+# Scripts whose own process imports neither side (they run the stages as child processes).
+NEITHER = {s: TORCH + TENSORFLOW for s in ("fault_injection",)}
 # Scripts that hold both sides on purpose, with the reason (a new script must be classified above or here).
 BOTH = {"bench/decode_engines": "times Keras predict against onnxruntime on the same decoder, on the CPU",
         "bench/gpu_stages": "one stage per process: `vae` imports TensorFlow alone, the others torch alone"}
-SCRIPTS = {**STAGE1, **STAGE2}
+SCRIPTS = {**STAGE1, **STAGE2, **NEITHER}
 
 BLOCKER = """
 import importlib.abc, runpy, sys

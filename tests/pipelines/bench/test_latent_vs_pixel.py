@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.bench.latent_vs_pixel import budget_list, main, parse_budget
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CASE_FIELDS = {"name", "size", "space", "factor", "input_shape", "unet", "decoder", "train", "sample", "params",
                "max_batch"}
 
