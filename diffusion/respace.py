@@ -16,7 +16,7 @@ from torch import Tensor
 
 from diffusion.config import parse_respacing
 from diffusion.gaussian_diffusion import GaussianDiffusion
-from diffusion.schedules import betas_from_alpha_bars
+from diffusion.schedules import betas_from_alpha_bars, get_named_beta_schedule
 
 
 def _too_many(spec: str, count: int, num_timesteps: int) -> ValueError:
@@ -165,12 +165,26 @@ class SpacedDiffusion(GaussianDiffusion):
         return t  # the wrapped model maps (and rescales) the timesteps
 
 
+def process_usable(cfg, lambda_min: float = DEFAULT_LAMBDA_MIN) -> int:
+    """The timesteps of DiffusionConfig `cfg`'s process that a sampler uses at `lambda_min`."""
+    return usable_timesteps(get_named_beta_schedule(cfg.noise_schedule, cfg.diffusion_steps), lambda_min)
+
+
+def fit_default_respacing(cfg, spec: str, lambda_min: float = DEFAULT_LAMBDA_MIN) -> str:
+    """A sampler's default respacing (one count: "ddim50", "trailing20", "250") with the count capped at the
+    timesteps the process has at `lambda_min`: a model trained with T=50 samples "ddim46", not an error. A
+    respacing the user chose is never changed (check_respacing explains why it does not fit)."""
+    _, counts = parse_respacing(spec)
+    usable = process_usable(cfg, lambda_min)
+    if len(counts) != 1 or counts[0] <= usable:
+        return spec
+    return spec.replace(str(counts[0]), str(usable))
+
+
 def check_respacing(cfg, spec: str, lambda_min: float = DEFAULT_LAMBDA_MIN) -> None:
     """ValueError with the reason when respacing `spec` does not fit the process of DiffusionConfig `cfg` at
     `lambda_min` (the steps a sampler would use): checked before any sampling starts."""
-    from diffusion.schedules import get_named_beta_schedule
-
-    usable = usable_timesteps(get_named_beta_schedule(cfg.noise_schedule, cfg.diffusion_steps), lambda_min)
+    usable = process_usable(cfg, lambda_min)
     try:
         space_timesteps(usable, spec)
     except ValueError as e:

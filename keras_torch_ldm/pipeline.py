@@ -21,7 +21,7 @@ import torch
 
 from diffusion.checkpoints import latest_checkpoint
 from diffusion.device import pick_device
-from diffusion.respace import check_respacing
+from diffusion.respace import check_respacing, fit_default_respacing
 from diffusion.sampling import (
     LoadedCheckpoint,
     check_guide,
@@ -121,7 +121,7 @@ class LatentDiffusion:
         chunks, label_chunks, unet_s, decode_s = [], [], 0.0, 0.0
         tick = time.perf_counter()
         for x, y in generate(self.model, num_samples=num_samples, batch_size=s.batch_size, sampler=s.sampler,
-                             timestep_respacing=s.respacing(), eta=s.eta, labels=labels,
+                             timestep_respacing=self.respacing(s), eta=s.eta, labels=labels,
                              guidance_scale=choice.guidance_scale, guidance_interval=s.guidance_interval,
                              cond_fn=cond_fn, clip_denoised=self.pixels, seed=s.seed, device=self.device,
                              progress=s.progress, lambda_min=s.lambda_min, guide=self.guide,
@@ -134,7 +134,8 @@ class LatentDiffusion:
             decode_s += time.perf_counter() - tick
             label_chunks.append(None if y is None else y.cpu().numpy())
             tick = time.perf_counter()
-        info = {**s.describe(), "guidance_scale": choice.guidance_scale, "guidance_source": choice.source,
+        info = {**s.describe(), "timestep_respacing": self.respacing(s), "guidance_scale": choice.guidance_scale,
+                "guidance_source": choice.source,
                 "guidance_note": choice.note, "guide_scale": choice.guide_scale, **self.info,
                 "seconds": {"unet": unet_s, "decode": decode_s, "sampling_total": unet_s + decode_s}}
         return Samples(np.concatenate(chunks), None if labels is None else np.concatenate(label_chunks), info)
@@ -142,12 +143,19 @@ class LatentDiffusion:
     def check(self, num_samples: int, settings: SampleSettings) -> None:
         """Refuse settings this pipeline cannot sample with, before any work (generate calls it)."""
         settings.check(num_samples)
-        check_respacing(self.model.diffusion, settings.respacing(), settings.lambda_min)
         make_labels(num_samples, self.model.unet, settings.class_label, settings.classes)  # classes in range
+        check_respacing(self.model.diffusion, self.respacing(settings), settings.lambda_min)
         if settings.guide_scale not in (None, 1.0) and self.guide is None:
             raise ValueError(f"guide_scale {settings.guide_scale} needs a guide model and this run has none (train "
                              "one with `python pipelines/train_diffusion.py --run DIR --guide`, or pass --guide "
                              "CHECKPOINT)")
+
+    def respacing(self, settings: SampleSettings) -> str:
+        """The respacing `settings` sample with on this model: as given, or the sampler's default with its step
+        count capped at the timesteps the model has (a T=50 model samples "ddim46" at the default --lambda-min)."""
+        if settings.steps is not None or settings.timestep_respacing is not None:
+            return settings.respacing()
+        return fit_default_respacing(self.model.diffusion, settings.respacing(), settings.lambda_min)
 
     def guidance(self, guidance_scale: float | None = None, guide_scale: float | None = None):
         """The scales sampling uses (diffusion.tuned_guidance.GuidanceChoice): those given, else the run's

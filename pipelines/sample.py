@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE, DEFAULT_GUIDE_SCALE
 from diffusion.respace import DEFAULT_LAMBDA_MIN
@@ -41,8 +42,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--sampler", default="ddim", choices=sorted(DEFAULT_RESPACING))
     p.add_argument("--timestep-respacing", default=None, type=respacing,
-                   help="e.g. ddim50, 250, 10,10,10, trailing20 (default: ddim50 / 1000 steps for ddpm / "
-                        "trailing20 for dpmpp)")
+                   help="e.g. ddim50, 250, 10,10,10, trailing20 (default: ddim50 / every step for ddpm / "
+                        "trailing20 for dpmpp, capped at the steps the model has)")
     p.add_argument("--lambda-min", type=number(float, allow_inf=True), default=DEFAULT_LAMBDA_MIN,
                    help="start sampling no noisier than this log-SNR: the respacing covers only those timesteps. "
                         "The default keeps every step of a linear schedule and drops the last few of a cosine "
@@ -92,9 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     run, started = RunPaths(args.run), time.perf_counter()
     try:
         check_writable(args.out or run.samples, "the samples")
-        pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend, checkpoint=args.checkpoint,
-                                        ema=args.ema, guide=args.guide, guide_ema=args.guide_ema, pixels=args.pixels,
-                                        decode_batch=args.decode_batch, allow_mismatch=args.allow_mismatch)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend,
+                                            checkpoint=args.checkpoint, ema=args.ema, guide=args.guide,
+                                            guide_ema=args.guide_ema, pixels=args.pixels,
+                                            decode_batch=args.decode_batch, allow_mismatch=args.allow_mismatch)
+        for w in caught:  # the lineage mismatches --allow-mismatch let through
+            print(f"warning (--allow-mismatch): {str(w.message).removeprefix('allow_mismatch: ')}", file=sys.stderr)
         settings = SampleSettings(
             classes=[int(c) for c in args.classes.split(",")] if args.classes else None, class_label=args.class_label,
             sampler=args.sampler, timestep_respacing=args.timestep_respacing, eta=args.eta,

@@ -116,3 +116,19 @@ def test_lambda_min_lays_the_respacing_over_the_usable_steps_only():
         clipped = create_gaussian_diffusion(cfg, lambda_min=DEFAULT_LAMBDA_MIN)
         assert list(clipped.timestep_map) == sorted(space_timesteps(first + 1, "trailing20"))
         assert max(create_gaussian_diffusion(cfg).timestep_map) == 999  # the factory's default: the reference's
+
+
+def test_a_default_respacing_is_capped_at_the_usable_steps_and_a_chosen_one_is_not():
+    from diffusion import DiffusionConfig
+    from diffusion.respace import check_respacing, fit_default_respacing, process_usable
+
+    short = DiffusionConfig(noise_schedule="cosine", diffusion_steps=50)
+    usable = process_usable(short)
+    assert 40 < usable < 50  # the cosine schedule's last steps fall below the default log-SNR floor
+    assert fit_default_respacing(short, "ddim50") == f"ddim{usable}"
+    assert fit_default_respacing(short, "trailing20") == "trailing20"  # fits: unchanged
+    assert fit_default_respacing(short, "") == ""  # every step (ddpm's default)
+    assert fit_default_respacing(short, "ddim50", -np.inf) == "ddim50"  # -inf keeps all 50
+    check_respacing(short, fit_default_respacing(short, "ddim50"))  # the capped default fits
+    with pytest.raises(ValueError, match=f"'ddim50' asks for 50 steps of a {usable}-step process"):
+        check_respacing(short, "ddim50")  # as the user's own choice it is refused with the reason

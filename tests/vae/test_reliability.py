@@ -68,13 +68,12 @@ def test_a_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(trained_run
     run, cfg = trained_run
     checkpoint = run / "vae" / CHECKPOINT
     before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
-    original = VAETrainer.train_step
+    original = VAETrainer.distributed_step  # what the training loop calls, on one device or several
 
-    def diverging(self, batch):
-        logs = original(self, batch)
-        return {**logs, "loss": logs["loss"] * float("nan")}
+    def diverging(self, data, offset=0, global_batch=None):
+        return original(self, data, offset, global_batch) * float("nan")
 
-    monkeypatch.setattr(VAETrainer, "train_step", diverging)
+    monkeypatch.setattr(VAETrainer, "distributed_step", diverging)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3; the last good checkpoint .*checkpoint "
                                                r"\(step 2\) is kept. Start again with a lower --lr and --overwrite"):
         train_vae(cfg.replace(max_steps=6), data, run, resume=True, progress=False, checkpoint_minutes=1e-9)
