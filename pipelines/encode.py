@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import add_data_access_args, make_parser, positive_int, run_main  # noqa: E402
+from pipelines.cli import add_data_access_args, make_parser, positive_int, run_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-
-from pipelines.cli import make_parser, non_negative_int, run_main  # noqa: E402
-from pipelines.fault_harness import kill_and_rerun, leftovers, run_once  # noqa: E402
-from runfs import read_json, write_json  # noqa: E402
+from pipelines.cli import make_parser, non_negative_int, run_main
+from pipelines.fault_harness import kill_and_rerun, leftovers, run_once
+from runfs import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",

@@ -16,11 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import (  # noqa: E402
+from pipelines.cli import (
     add_data_access_args,
     int_list,
     make_parser,
@@ -32,9 +31,9 @@ from pipelines.cli import (  # noqa: E402
     preset_hint,
     run_main,
 )
-from pipelines.resume_vae import decide_resume  # noqa: E402
-from runfs.lineage import print_stale  # noqa: E402
-from vae.config import PRESETS, VAEConfig  # noqa: E402  (plain dataclasses: no TensorFlow)
+from pipelines.resume_vae import decide_resume
+from runfs.lineage import print_stale
+from vae.config import PRESETS, VAEConfig
 
 # Flags that map one-to-one onto VAEConfig fields (None = keep the preset's value).
 CONFIG_FLAGS = ("data", "folder_labels", "background", "image_size", "channels", "limit", "val_fraction", "seed",

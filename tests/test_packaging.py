@@ -42,3 +42,14 @@ def test_every_stage_script_has_an_entry_point_that_returns_an_exit_code():
         # console scripts run sys.exit(fn()): anything but an int (or None) would print itself and exit 1
         assert inspect.signature(fn).return_annotation in ("int", int), f"{name} -> {value} must return an int"
         assert name.startswith("ldm-")
+
+
+def test_scripts_rely_on_the_install_not_on_sys_path_edits():
+    """`make setup` installs the project (editable), so every script imports the packages the same way whether it is
+    run as `python pipelines/X.py`, `python -m pipelines.X` or its `ldm-*` entry point: none edits sys.path."""
+    edits = [str(p.relative_to(ROOT)) for p in (ROOT / "pipelines").rglob("*.py")
+             if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
+    assert edits == []
+    import pipelines
+
+    assert Path(pipelines.__file__).resolve().parent == ROOT / "pipelines"  # this checkout is what is installed

@@ -34,7 +34,7 @@ def trained_bridge(run_dir: str | os.PathLike | None) -> BridgeSpec | None:
         return None
     try:
         return BridgeSpec.read(resolve_bridge_dir(run_dir))
-    except Exception:  # noqa: BLE001 - no usable bridge in the run: every case gets a fresh decoder
+    except Exception:
         return None
 
 

@@ -23,10 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python pipelines/bench/gpu_check.py`
-
-from pipelines.bench.gpu_report import markdown  # noqa: E402
-from runfs import atomic_path, read_json  # noqa: E402
+from pipelines.bench.gpu_report import markdown
+from runfs import atomic_path, read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("vae", "stage2", "sample", "bench", "compare")  # the default run

@@ -24,14 +24,12 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python pipelines/bench/latent_vs_pixel.py`
-
-from diffusion.config import PRESETS  # noqa: E402
-from pipelines.bench.cases import BenchConfig  # noqa: E402
-from pipelines.bench.reference_models import MODELS  # noqa: E402
-from pipelines.bench.report import markdown, write_report  # noqa: E402
-from pipelines.bench.runner import run_benchmark  # noqa: E402
-from pipelines.cli import make_parser  # noqa: E402
+from diffusion.config import PRESETS
+from pipelines.bench.cases import BenchConfig
+from pipelines.bench.reference_models import MODELS
+from pipelines.bench.report import markdown, write_report
+from pipelines.bench.runner import run_benchmark
+from pipelines.cli import make_parser
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
           "gb": 2**30, "t": 2**40, "tib": 2**40}

@@ -9,17 +9,14 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python pipelines/bench/unet_modes.py`
+import torch
+from tqdm import tqdm
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from diffusion.config import PRESETS, UNetConfig  # noqa: E402
-from diffusion.factory import create_model  # noqa: E402
-from pipelines.bench.timing import median_seconds  # noqa: E402
-from pipelines.cli import make_parser  # noqa: E402
+from diffusion.config import PRESETS, UNetConfig
+from diffusion.factory import create_model
+from pipelines.bench.timing import median_seconds
+from pipelines.cli import make_parser
 
 
 def bench_case(cfg: UNetConfig, batch: int, channels_last: bool, compiled: bool, warmup: int, repeats: int,
@@ -78,7 +75,7 @@ def main() -> None:
         try:
             fwd, fwd_bwd = bench_case(cfg, batch, "+cl" in mode, mode.startswith("compile"), args.warmup,
                                       args.repeats)
-        except Exception as err:  # noqa: BLE001 - a failing mode is reported in the table, not fatal
+        except Exception as err:
             print(f"{name}:{batch} {mode} failed: {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
             fwd = fwd_bwd = float("nan")
         print(f"| {name} | {batch} | {mode} | {fwd:.4f} | {fwd_bwd:.4f} |", flush=True)  # a row as soon as known

@@ -14,7 +14,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import make_parser  # noqa: E402
+from pipelines.cli import make_parser
 
 
 def parse_args(argv: list[str] | None = None):

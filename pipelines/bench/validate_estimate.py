@@ -16,14 +16,11 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as `python pipelines/bench/validate_estimate.py`
-
-from diffusion.config import PRESETS, DiffusionConfig, UNetConfig  # noqa: E402
-from pipelines.bench.estimate import sample_step, train_step  # noqa: E402
-from pipelines.bench.runner import run_worker  # noqa: E402
-from pipelines.cli import make_parser  # noqa: E402
+from diffusion.config import PRESETS, DiffusionConfig, UNetConfig
+from pipelines.bench.estimate import sample_step, train_step
+from pipelines.bench.runner import run_worker
+from pipelines.cli import make_parser
 
 DIFFUSION = DiffusionConfig(diffusion_steps=100)
 MINIMAL = UNetConfig(image_size=8, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult="1",

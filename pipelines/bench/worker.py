@@ -116,7 +116,7 @@ class Bench:
                 peak = self.probe.peak()["peak_bytes"]
                 if peak > budget:
                     reason = f"over budget: peak {peak / 2**30:.2f} GiB > {budget / 2**30:.2f} GiB"
-            except Exception as err:  # noqa: BLE001 - only OOMs are results; anything else propagates
+            except Exception as err:
                 if not is_oom(err):
                     raise
                 reason = f"OOM: {str(err).splitlines()[0][:200]}"
@@ -136,7 +136,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         result["params"] = bench.params
         result.update(getattr(bench, spec["task"])())
         result["status"] = "ok"
-    except Exception as err:  # noqa: BLE001 - the parent records every failure as a result
+    except Exception as err:
         result["status"] = "oom" if is_oom(err) else "error"
         result["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
         if result["status"] == "error":
