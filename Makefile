@@ -12,6 +12,8 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 GPU ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && echo 1 || echo 0)
 RUN ?= runs/demo
 TRAIN_RUN ?= runs/demo-train
+# The demo's data: fashion_mnist (the embedded default) or openclipart (64x64 RGB clip art, Debian's openclipart-png).
+DATA ?= fashion_mnist
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 OPENCLIPART_DIR ?= /usr/share/openclipart/png
 STAMP := $(VENV)/.installed-gpu$(GPU)
@@ -67,11 +69,11 @@ lint: $(STAMP)
 
 # The main job on the embedded default (Fashion-MNIST): samples from the shipped run in seconds.
 demo: setup
-	$(PY) pipelines/demo.py --run $(RUN)
+	$(PY) pipelines/demo.py --run $(RUN) --data $(DATA)
 
 # Reproduce the shipped run from scratch (VAE, encode, export, diffusion, sample); rerun to resume/skip stages.
 demo-train: setup
-	$(PY) pipelines/demo.py --train --run $(TRAIN_RUN)
+	$(PY) pipelines/demo.py --train --run $(TRAIN_RUN) --data $(DATA)
 
 # Benchmarks, all in pipelines/bench/ (figures: docs/benchmarks.md, docs/bench/, docs/gpu.md). Minutes on 2 cores.
 bench: setup

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE
@@ -23,6 +24,32 @@ PRETRAINED = ROOT / "pretrained" / "fmnist"
 # DPM-Solver++ 2M, 20 trailing steps, with sample.py's default guidance (classifier-free 2 plus autoguidance 1.2 by
 # the run's guide): the best measured FID (docs/benchmarks.md, "Quality").
 GRID = ["--num-samples", "100", "--batch-size", "100", "--sampler", "dpmpp", "--timestep-respacing", "trailing20"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What `--data NAME` trains and samples: the stage scripts' flags beyond --run."""
+
+    vae: tuple[str, ...]  # train_vae.py
+    diffusion: tuple[str, ...]  # train_diffusion.py, for the main model and its guide
+    grid: tuple[str, ...]  # sample.py
+    vae_minutes: float | None  # None: planned from this machine's measured diffusion step (demo_vae_minutes)
+    pretrained: Path  # the shipped run `demo.py --data NAME` samples without --train
+    classes: int
+
+
+RECIPES = {
+    "fashion_mnist": Recipe((), (), tuple(GRID), None, PRETRAINED, 10),
+    # Debian's clip art (openclipart-png: 8,121 images, 22 categories) at 64x64 RGB through an f=8 VAE with 8 latent
+    # channels: 8x8x8 latents, the shape the fmnist-latent U-Net and its training were measured on, so stage 2
+    # keeps that recipe's steps within the budget (docs/benchmarks.md, "RGB: openclipart at 64 px").
+    "openclipart": Recipe(
+        ("--preset", "photos64", "--data", "openclipart", "--channel-mult", "1,2,4,4", "--z-channels", "8",
+         "--norm", "encoder"),
+        ("--preset", "fmnist-latent"),
+        ("--num-samples", "110", "--batch-size", "110", "--sampler", "dpmpp", "--timestep-respacing", "trailing20"),
+        11.0, ROOT / "pretrained" / "openclipart64", 22),
+}
 
 
 # The demo's budget on a 2-core machine and what the stages other than VAE and diffusion take of it (encode 51 s,
@@ -81,17 +108,20 @@ def demo_vae_minutes(run: RunPaths, step_seconds: Callable[[], float] | None = N
 
 def stages(run: RunPaths, args) -> list[tuple[str, list[str], Path]]:
     """(name, command, completion marker) in order; the marker is written only after the command succeeded."""
+    recipe = RECIPES[getattr(args, "data", "fashion_mnist")]
     vae_done = run.vae / "model" / "meta.json"
-    vae_flags = [] if vae_done.exists() else ["--max-train-minutes", str(demo_vae_minutes(run))]
+    vae_flags = [] if vae_done.exists() else [
+        *recipe.vae, "--max-train-minutes", str(recipe.vae_minutes or demo_vae_minutes(run))]
     if (run.vae / "checkpoint").exists():
-        vae_flags.append("--resume")
-    sample = ["pipelines/sample.py", "--run", str(run.root), *GRID, *guidance_flags(args)]
+        vae_flags.append("--resume")  # the checkpoint's config holds the recipe's flags
+    sample = ["pipelines/sample.py", "--run", str(run.root), *recipe.grid, *guidance_flags(args)]
+    diffusion = ["pipelines/train_diffusion.py", "--run", str(run.root), *recipe.diffusion]
     return [
         ("vae", ["pipelines/train_vae.py", "--run", str(run.root), *vae_flags], vae_done),
         ("encode", ["pipelines/encode.py", "--run", str(run.root)], run.latents / "meta.json"),
         ("export", ["pipelines/export.py", "--run", str(run.root)], run.bridge / "bridge.json"),
-        ("diffusion", ["pipelines/train_diffusion.py", "--run", str(run.root)], run.root / ".done" / "diffusion"),
-        ("guide", ["pipelines/train_diffusion.py", "--run", str(run.root), "--guide"], run.root / ".done" / "guide"),
+        ("diffusion", diffusion, run.root / ".done" / "diffusion"),
+        ("guide", [*diffusion, "--guide"], run.root / ".done" / "guide"),
         ("sample", sample, run.samples / "grid.png"),
     ]
 
@@ -132,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="runs/demo", help="run folder for --train, and where samples go")
     parser.add_argument("--train", action="store_true", help="train every stage from scratch instead of sampling "
                         "from the shipped run")
-    parser.add_argument("--pretrained", default=str(PRETRAINED), help="the shipped run to sample from")
+    parser.add_argument("--data", default="fashion_mnist", choices=sorted(RECIPES),
+                        help="the recipe: fashion_mnist (the embedded default, 32x32 grayscale) or openclipart "
+                             "(Debian's openclipart-png, 64x64 RGB, 22 categories)")
+    parser.add_argument("--pretrained", default=None,
+                        help="the shipped run to sample from (default: pretrained/fmnist, or pretrained/openclipart64 "
+                             "with --data openclipart)")
     parser.add_argument("--guidance-scale", type=float, default=None,
                         help="classifier-free guidance scale (default: sample.py's: the run's guidance.json when "
                              "pipelines/tune_guidance.py wrote one, else "
@@ -149,17 +184,19 @@ def main(argv: list[str] | None = None) -> int:
                 command = [*command, "--max-train-minutes", str(minutes_left(name, started))]
             timings[name] = run_stage(name, command, marker, force=name == "sample")  # sampling is seconds: redo
     else:
-        pretrained = Path(args.pretrained)
+        recipe = RECIPES[args.data]
+        pretrained = Path(args.pretrained) if args.pretrained else recipe.pretrained
         if not (pretrained / "bridge" / "bridge.json").is_file():
-            raise SystemExit(f"no shipped run at {pretrained} (bridge/bridge.json missing): train one with "
-                             f"`python pipelines/demo.py --train` (make demo-train)")
-        command = ["pipelines/sample.py", "--run", str(pretrained), "--out", str(run.samples), *GRID,
+            raise SystemExit(f"no shipped run at {pretrained} (bridge/bridge.json missing): train one with `python "
+                             f"pipelines/demo.py --train --data {args.data}` (make demo-train DATA={args.data})")
+        command = ["pipelines/sample.py", "--run", str(pretrained), "--out", str(run.samples), *recipe.grid,
                    *guidance_flags(args)]
         timings["sample"] = run_stage("sample", command, run.samples / "grid.png", force=True)
     total = sum(t for t in timings.values() if t)
     print("\nstage times: " + ", ".join(f"{k} {'skipped' if v is None else f'{v:.1f} s'}"
                                        for k, v in timings.items()) + f"; total {total:.1f} s")
-    print(f"samples: {run.samples / 'grid.png'} (one row per class, 10 classes x 10 samples)")
+    classes = RECIPES[args.data].classes
+    print(f"samples: {run.samples / 'grid.png'} (one row per class: {classes} classes)")
     return 0
 
 

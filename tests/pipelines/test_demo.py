@@ -86,3 +86,23 @@ def test_train_hands_the_diffusion_stage_the_rest_of_the_budget(tmp_path, monkey
     seen.clear()
     demo.main(["--train", "--run", str(tmp_path)])
     assert "--max-train-minutes" not in seen["diffusion"] and "--max-train-minutes" not in seen["guide"]
+
+
+def test_the_openclipart_recipe_passes_its_flags_to_every_stage(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(demo, "diffusion_step_seconds", lambda: pytest.fail("the RGB recipe's VAE budget is fixed"))
+    monkeypatch.setattr(demo, "run_stage", lambda name, command, marker, force: seen.setdefault(name, command) and 1.0)
+    assert demo.main(["--train", "--run", str(tmp_path), "--data", "openclipart"]) == 0
+    recipe = demo.RECIPES["openclipart"]
+    vae = seen["vae"]
+    assert vae[vae.index("--data") + 1] == "openclipart" and vae[vae.index("--z-channels") + 1] == "8"
+    assert float(vae[vae.index("--max-train-minutes") + 1]) == recipe.vae_minutes
+    for stage in ("diffusion", "guide"):
+        assert seen[stage][seen[stage].index("--preset") + 1] == "fmnist-latent"
+    assert "--guide" in seen["guide"] and "--guide" not in seen["diffusion"]
+    assert seen["sample"][seen["sample"].index("--num-samples") + 1] == str(5 * recipe.classes)  # 5 per class
+
+
+def test_sampling_a_recipe_without_its_shipped_run_says_how_to_train_it(tmp_path):
+    with pytest.raises(SystemExit, match="make demo-train DATA=openclipart"):
+        demo.main(["--run", str(tmp_path), "--data", "openclipart", "--pretrained", str(tmp_path / "none")])
