@@ -75,6 +75,23 @@ def test_damaged_files_mid_stream_are_skipped_and_named(folder, tmp_path):
     assert stream.skipped == {"03b_broken.png": "UnidentifiedImageError", "05b_truncated.png": "OSError"}
 
 
+def test_files_over_the_pixel_limit_are_skipped_before_decoding_and_named(tmp_path, monkeypatch):
+    from vae.data import images
+
+    root = tmp_path / "images"
+    root.mkdir()
+    for name, side in (("a.png", 10), ("b.png", 12), ("c.png", 10), ("huge.png", 40), ("d.png", 11)):
+        Image.fromarray(np.full((side, side, 3), side, np.uint8)).save(root / name)
+    monkeypatch.setattr(images, "MAX_DECODE_PIXELS", 39 * 39)  # 40 x 40 is one pixel row and column over
+    with pytest.raises(images.ImageTooLarge, match=r"huge.png: 40x40 is 0 megapixels"):
+        read_image(root / "huge.png", SIZE, 3)
+    assert read_image(root / "b.png", SIZE, 3).shape == (SIZE, SIZE, 3)  # under the limit: decoded
+    stream = open_dataset(str(root), SIZE, 3, val_fraction=0.2, cache="off")
+    got = np.concatenate([np.concatenate([x.numpy() for x in stream.batches(split, 2)]) for split in ("train", "val")])
+    assert len(got) == 4 and sorted(np.unique(got).tolist()) == [10, 11, 12]  # every file but the huge one
+    assert stream.skipped == {"huge.png": "ImageTooLarge"}
+
+
 def test_rgba_and_palette_files_are_composited_in_the_stream(tmp_path):
     rgba = np.zeros((SIZE, SIZE, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, 128
