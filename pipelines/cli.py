@@ -97,7 +97,8 @@ def add_training_args(parser: argparse.ArgumentParser, writes: str) -> None:
                         help=f"run folder (reads DIR/latents, writes DIR/{writes}); under torchrun write --run-dir")
     parser.add_argument("--pixels", action="store_true",
                         help=f"train on images instead of latents (pixel-space baseline); writes DIR/pixel_{writes}")
-    parser.add_argument("--data", default="fashion_mnist", help="with --pixels: fashion_mnist or an image folder")
+    parser.add_argument("--data", default=None, help="with --pixels: fashion_mnist, openclipart or an image folder "
+                        "(default: the images the run's VAE was trained on, else fashion_mnist)")
     parser.add_argument("--limit", type=number(int, 2), default=None, help="use only the first N training examples")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=positive_int, default=None,

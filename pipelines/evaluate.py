@@ -23,7 +23,8 @@ def parse_args(argv: list[str] | None = None):
     p = make_parser(__doc__)
     p.add_argument("--run", default=None, help="run folder: samples from DIR/samples, VAE from DIR/bridge")
     p.add_argument("--samples", default=None, help="a samples npz (default: the newest in DIR/samples)")
-    p.add_argument("--data", default="fashion_mnist", help="real images: fashion_mnist, tfds:NAME or a folder")
+    p.add_argument("--data", default=None, help="real images: fashion_mnist, openclipart, tfds:NAME or a folder "
+                   "(default: the images the run's VAE was trained on, else fashion_mnist)")
     p.add_argument("--num-real", type=positive_int, default=10000,
                    help="real images to compare with (at most the split)")
     p.add_argument("--reference", default="test", choices=["test", "train"], help="split of the real images")

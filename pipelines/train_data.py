@@ -8,15 +8,17 @@ from diffusion.training import LatentData, PixelData, TrainData
 from runfs import RunPaths
 
 
-def load_train_data(run: RunPaths, pixels: bool = False, source: str = "fashion_mnist", limit: int | None = None,
+def load_train_data(run: RunPaths, pixels: bool = False, source: str | None = None, limit: int | None = None,
                     image_size: int = 32, channels: int = 1) -> TrainData:
-    """DIR/latents (train split), or the image source's training images as PixelData; the first `limit` only."""
+    """DIR/latents (train split), or the image source's training images as PixelData (source None: the run's own,
+    RunPaths.data_source); the first `limit` only."""
     if limit is not None and limit < 2:
         raise ValueError(f"--limit must be at least 2, got {limit}")
     if pixels:
         # vae.data reads IDX files and folders with numpy + pillow: no TensorFlow enters this process.
         from vae.data import load_dataset, to_float
 
+        source = run.data_source(source)
         ds = load_dataset(source, image_size=image_size, channels=channels, limit=limit)
         return PixelData.from_arrays(to_float(ds.train_images), ds.train_labels, ds.num_classes,
                                      meta={"data": source, "class_names": ds.class_names})

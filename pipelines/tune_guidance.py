@@ -91,8 +91,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--max-accuracy-gap", type=float, default=0.05,
                    help="only points whose class accuracy is within this of real images' may win (conditional "
                         "models; the issue's goal: 5 points)")
-    p.add_argument("--data", default="fashion_mnist", help="real images, as evaluate.py: fashion_mnist, "
-                                                           "tfds:NAME or a folder")
+    p.add_argument("--data", default=None, help="real images, as evaluate.py (default: the images the run's VAE "
+                                                "was trained on, else fashion_mnist)")
     p.add_argument("--num-real", type=int, default=10000, help="real test images to compare with")
     p.add_argument("--feature", default="auto", choices=KINDS,
                    help="feature network, as evaluate.py")
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     run = RunPaths(args.run)
+    args.data = run.data_source(args.data)  # the run's own real images unless --data names others
     try:
         if args.extend < 0:
             raise ValueError(f"--extend must be >= 0 (times to extend the grid), got {args.extend}")

@@ -46,6 +46,17 @@ class RunPaths:
     def samples(self) -> Path:
         return self.root / "samples"
 
+    def data_source(self, given: str | None = None) -> str:
+        """The run's real images: `given` (a --data flag), else the source its VAE was trained on as
+        latents/meta.json records it, else the embedded default, fashion_mnist. Pixel baselines, evaluation and
+        guidance tuning compare with these, never silently with another dataset."""
+        if given:
+            return given
+        from runfs.atomic import read_json
+
+        meta = self.latents / "meta.json"
+        return str((read_json(meta) if meta.is_file() else {}).get("data") or "fashion_mnist")
+
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:
     """Short sha256 of a file or of every file below a folder (sorted by relative path): a checkpoint's id."""

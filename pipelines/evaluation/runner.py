@@ -25,7 +25,7 @@ class EvalConfig(ConfigMixin):
 
     run: str | None = None
     samples: str | None = None
-    data: str = "fashion_mnist"
+    data: str | None = None  # None: the run's own images (RunPaths.data_source), else fashion_mnist
     num_real: int = 10000
     reference: str = "test"
     feature: str = "auto"
@@ -126,6 +126,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         raise ValueError(f"the samples in {samples_path} are {generated.shape[1]}x{generated.shape[2]}x"
                          f"{generated.shape[3]} but the real images are {size}x{size}x{channels}: they cannot be "
                          "compared; pass the run the samples came from, or --image-size/--channels")
+    config.data = RunPaths(config.run).data_source(config.data) if config.run else config.data or "fashion_mnist"
     dataset = load_dataset(config.data, image_size=size, channels=channels)
     device = pick_device(config.device)
     reference = subset(dataset.images("val" if config.reference == "test" else "train"), config.num_real,
