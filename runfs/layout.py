@@ -48,14 +48,16 @@ class RunPaths:
 
     def data_source(self, given: str | None = None) -> str:
         """The run's real images: `given` (a --data flag), else the source its VAE was trained on as
-        latents/meta.json records it, else the embedded default, fashion_mnist. Pixel baselines, evaluation and
+        latents/meta.json (latents_meta.json in a packed run) records it, else the embedded default, fashion_mnist. Pixel baselines, evaluation and
         guidance tuning compare with these, never silently with another dataset."""
         if given:
             return given
         from runfs.atomic import read_json
 
-        meta = self.latents / "meta.json"
-        return str((read_json(meta) if meta.is_file() else {}).get("data") or "fashion_mnist")
+        for meta in (self.latents / "meta.json", self.root / "latents_meta.json"):  # a full run, a packed one
+            if meta.is_file() and read_json(meta).get("data"):
+                return str(read_json(meta)["data"])
+        return "fashion_mnist"
 
 
 def file_digest(path: str | os.PathLike, length: int = 16) -> str:

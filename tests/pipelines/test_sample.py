@@ -192,3 +192,16 @@ def test_shipped_run_still_loads_and_samples(tmp_path):
     assert "HEAVY []" in out.stdout
     npz = np.load(tmp_path / "samples_3x32x32x1.npz")
     assert npz["arr_1"].tolist() == [1, 7, 9] and npz["arr_0"].std() > 10  # decoded images, not a flat field
+
+
+def test_shipped_rgb_run_samples_every_class_in_colour(tmp_path):
+    """pretrained/openclipart64 (`make demo DATA=openclipart`): 64x64 RGB samples of its 22 classes."""
+    shipped = ROOT / "pretrained" / "openclipart64"
+    assert (shipped / "bridge" / "bridge.json").is_file(), "the shipped RGB run is missing"
+    out = sample(shipped, "--num-samples", "22", "--batch-size", "22", "--timestep-respacing", "trailing5",
+                 "--sampler", "dpmpp", "--out", str(tmp_path))
+    assert "HEAVY []" in out.stdout
+    npz = np.load(tmp_path / "samples_22x64x64x3.npz")
+    images = npz["arr_0"].astype(int)
+    assert npz["arr_1"].tolist() == list(range(22))  # one per class, in order
+    assert images.std() > 10 and np.abs(images[..., 0] - images[..., 2]).mean() > 5  # pictures, in colour

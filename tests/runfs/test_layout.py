@@ -14,6 +14,9 @@ def test_the_flag_wins_then_the_vaes_data_then_the_embedded_default(tmp_path):
     assert run.data_source("tfds:oxford_flowers102") == "tfds:oxford_flowers102"
     write_json(run.latents / "meta.json", {"channels": 1})  # written before the source was recorded
     assert run.data_source() == "fashion_mnist"
+    packed = RunPaths(tmp_path / "packed")  # pipelines/package_run.py keeps the latents' meta as latents_meta.json
+    write_json(packed.root / "latents_meta.json", {"data": "openclipart"})
+    assert packed.data_source() == "openclipart"
 
 
 def test_a_pixel_baseline_trains_on_the_runs_own_images(tmp_path):
