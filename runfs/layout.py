@@ -48,8 +48,9 @@ class RunPaths:
 
     def data_source(self, given: str | None = None) -> str:
         """The run's real images: `given` (a --data flag), else the source its VAE was trained on as
-        latents/meta.json (latents_meta.json in a packed run) records it, else the embedded default, fashion_mnist. Pixel baselines, evaluation and
-        guidance tuning compare with these, never silently with another dataset."""
+        latents/meta.json (latents_meta.json in a packed run) records it, else the embedded default,
+        fashion_mnist. Pixel baselines, evaluation and guidance tuning compare with these, never silently with
+        another dataset."""
         if given:
             return given
         from runfs.atomic import read_json
