@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-CPUINFO = Path("/proc/cpuinfo")  # Linux's CPU flags: the fallback where torch has no bf16 probes
+from runfs.hardware import cpu_native_bf16
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -33,10 +31,7 @@ def native_bf16(device: torch.device) -> bool:
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     if all(probe is not None for probe in probes):
         return any(bool(probe()) for probe in probes)
-    try:
-        return bool({"amx_bf16", "avx512_bf16"} & set(CPUINFO.read_text().split()))
-    except OSError:
-        return False
+    return cpu_native_bf16()  # Linux's CPU flags: the fallback where torch has no bf16 probes
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

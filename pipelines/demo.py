@@ -44,8 +44,7 @@ RECIPES = {
     # channels: 8x8x8 latents, the shape the fmnist-latent U-Net and its training were measured on, so stage 2
     # keeps that recipe's steps within the budget (docs/benchmarks.md, "RGB: openclipart at 64 px").
     "openclipart": Recipe(
-        ("--preset", "photos64", "--data", "openclipart", "--channel-mult", "1,2,4,4", "--z-channels", "8",
-         "--norm", "encoder"),
+        ("--preset", "photos64", "--data", "openclipart", "--channel-mult", "1,2,4,4", "--z-channels", "8"),
         ("--preset", "fmnist-latent"),
         ("--num-samples", "110", "--batch-size", "110", "--sampler", "dpmpp", "--timestep-respacing", "trailing20"),
         11.0, ROOT / "pretrained" / "openclipart64", 22),

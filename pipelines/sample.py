@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None):
                         "checkpoint) and run it in onnxruntime: sampling with onnxruntime alone")
     p.add_argument("--decode-batch", type=positive_int, default=64, help="decoder micro-batch (bounds memory)")
     p.add_argument("--pixels", action="store_true", help="a pixel-space model (DIR/pixel_diffusion), no decoder")
-    p.add_argument("--out", default=None, help="output folder (default: DIR/samples)")
+    p.add_argument("--out", default=None, help="output folder (default: DIR/samples; with --pixels DIR/pixel_samples)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="sample even when the bridge comes from another VAE or latent scale than the diffusion model "
                         "learnt (a warning instead of an error; for experts)")
@@ -91,8 +91,9 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run, started = RunPaths(args.run), time.perf_counter()
+    args.out = args.out or (run.pixel_samples if args.pixels else run.samples)
     try:
-        check_writable(args.out or run.samples, "the samples")
+        check_writable(args.out, "the samples")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend,
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     info = result.info
     info["seconds"]["startup"] = ready - started
     unet = pipe.model.unet
-    out = save_samples(args.out or run.samples, result.images, result.labels, info,
+    out = save_samples(args.out, result.images, result.labels, info,
                        unet.num_classes if result.labels is not None else None, args.save_pngs)
     s = info["seconds"]
     print(f"{len(result.images)} samples in {s['sampling_total']:.2f} s after {s['startup']:.2f} s start-up "

@@ -39,7 +39,7 @@ from vae.config import PRESETS, VAEConfig
 CONFIG_FLAGS = ("data", "folder_labels", "background", "image_size", "channels", "limit", "val_fraction", "seed",
                 "base_channels", "channel_mult", "num_res_blocks", "z_channels", "norm", "norm_groups", "recon_loss",
                 "ssim_weight", "kl_weight", "epochs", "max_steps", "max_train_minutes", "batch_size", "lr",
-                "lr_schedule", "weight_decay", "ema_momentum", "eval_images")
+                "lr_schedule", "weight_decay", "ema_momentum", "eval_images", "precision")
 
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(VAEConfig)}
@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--ema-momentum", type=number(float, 0, 1), help="EMA momentum")
     add("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
         help="compile the training step with XLA")
+    add("--precision", choices=["auto", "fp32", "bf16"],
+        help="bf16: Keras' mixed_bfloat16 (bf16 compute, float32 weights, loss and saved models); auto: bf16 where "
+             "the GPU (compute capability 8+) or the CPU (AMX, AVX512-BF16) computes it natively")
     add("--eval-images", type=positive_int, help="validation images scored after each epoch")
     add_data_access_args(p)
     add("--strategy", choices=["none", "mirrored", "multiworker"], default="none",
@@ -173,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = tempfile.mkdtemp(prefix="train_vae_worker_")
         if args.resume:  # from the chief's checkpoint (the run folder is on a filesystem every worker sees)
             shutil.copytree(Path(args.run) / "vae", Path(run_dir) / "vae")
+    from vae.trainer import resolve_precision
+
+    precision, why = resolve_precision(cfg.precision)
+    print(f"precision {cfg.precision}: {precision} ({why}); XLA {'on' if cfg.jit_compile else 'off'}")
     if strategy.num_replicas_in_sync > 1:
         print(f"strategy {args.strategy}: {strategy.num_replicas_in_sync} replicas, "
               f"{cfg.batch_size} images per step split across them")

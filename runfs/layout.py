@@ -46,6 +46,11 @@ class RunPaths:
     def samples(self) -> Path:
         return self.root / "samples"
 
+    @property
+    def pixel_samples(self) -> Path:
+        """The pixel-space baseline's samples (`sample.py --pixels`), kept apart from the latent model's."""
+        return self.root / "pixel_samples"
+
     def data_source(self, given: str | None = None) -> str:
         """The run's real images: `given` (a --data flag), else the source its VAE was trained on as
         latents/meta.json (latents_meta.json in a packed run) records it, else the embedded default,

@@ -34,7 +34,7 @@ def versions() -> dict[str, str]:
 
 
 def _write_model_folder(folder: Path, trainer: VAETrainer, state: dict[str, Any]) -> None:
-    save_models(folder, trainer.encoder, trainer.decoder)
+    save_models(folder, *trainer.float32_models())
     write_json(folder / "config.json", trainer.cfg.to_dict())
     write_json(folder / "meta.json", {**state, "created": datetime.now(UTC).isoformat(),
                                       "versions": versions()})

@@ -12,6 +12,9 @@ from vae.data.images import parse_background
 RECON_LOSSES = ("l1", "l2")
 LR_SCHEDULES = ("constant", "cosine")
 NORMS = ("group", "encoder", "none")
+# fp32; bf16: Keras' mixed_bfloat16 (bf16 compute, float32 weights and loss); auto: bf16 where the device computes
+# it natively (vae.trainer.resolve_precision).
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class VAEConfig:
     ema: bool = False
     ema_momentum: float = 0.999
     jit_compile: bool = True
+    precision: str = "fp32"  # one of PRECISIONS; the saved models are float32 whichever it is
     eval_images: int = 2000  # validation images scored after each epoch (the whole set after the last)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, e.g. the preset name
 
@@ -100,6 +104,8 @@ class VAEConfig:
                 raise ValueError(
                     f"level {level} has {width} channels, not divisible by norm_groups={self.norm_groups}"
                 )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.ssim_weight < 0:
@@ -147,6 +153,9 @@ class VAEConfig:
         return VAEConfig.from_dict({**self.to_dict(), **changes})
 
 
+# What the RGB presets share for speed (see photos64).
+_RGB_SPEED: dict[str, Any] = {"norm": "encoder", "jit_compile": False, "precision": "auto"}
+
 # Named presets. `fashion_mnist` is what `make demo-train` trains (for what the measured diffusion steps leave of
 # its 30 minutes, at most 11): its widths and epochs are the ones measured to reach >= 30 dB validation PSNR within
 # 20 minutes on a 2-core CPU with 4 latent channels (docs/bench/vae.md); 8 channels reach 31.1 dB in 11 minutes and
@@ -155,25 +164,28 @@ class VAEConfig:
 PRESETS: dict[str, VAEConfig] = {
     "fashion_mnist": VAEConfig(base_channels=16, channel_mult=(1, 2, 4), z_channels=8, norm="encoder", batch_size=32,
                                epochs=3, max_train_minutes=19.0, extra={"preset": "fashion_mnist"}),
+    # RGB presets: GroupNorm in the encoder only, no XLA, bf16 where the hardware has it. On 64x64 RGB (2-core
+    # AVX512-BF16 EPYC) that is 2.05x the images/s of all-GroupNorm + XLA + fp32 (1.42x from bf16 and no XLA alone, at
+    # the same PSNR per step; the decoder's GroupNorms cost ~30% of a step), docs/benchmarks.md "Stage-1 throughput".
     "photos64": VAEConfig(
         data="folder", image_size=64, channels=3, base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=1,
-        epochs=20, batch_size=32, extra={"preset": "photos64"},
+        epochs=20, batch_size=32, **_RGB_SPEED, extra={"preset": "photos64"},
     ),
     # RGB at 128 and 256 px with f=8 (LDM's KL-f8 levels 1,2,4,4 at a fraction of its width): 16x16x4 and 32x32x4
     # latents, the sizes the rgb-latent diffusion preset is written for.
     "photos128": VAEConfig(
         data="folder", image_size=128, channels=3, base_channels=16, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
-        epochs=20, batch_size=16, extra={"preset": "photos128"},
+        epochs=20, batch_size=16, **_RGB_SPEED, extra={"preset": "photos128"},
     ),
     "photos256": VAEConfig(
         data="folder", image_size=256, channels=3, base_channels=16, channel_mult=(1, 2, 4, 4), num_res_blocks=1,
-        epochs=20, batch_size=8, extra={"preset": "photos256"},
+        epochs=20, batch_size=8, **_RGB_SPEED, extra={"preset": "photos256"},
     ),
     # Oxford Flowers 102 at 64x64 (the Keras DDIM example's data: all official splits re-split 80/20, center crops),
     # f=4 like photos64: 16x16 latents for the keras-ddim-latent diffusion preset.
     "flowers64": VAEConfig(
         data="tfds:oxford_flowers102", image_size=64, channels=3, base_channels=16, channel_mult=(1, 2, 4),
-        num_res_blocks=1, epochs=20, batch_size=32, extra={"preset": "flowers64"},
+        num_res_blocks=1, epochs=20, batch_size=32, **_RGB_SPEED, extra={"preset": "flowers64"},
     ),
     "tiny": VAEConfig(
         image_size=16, base_channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, norm_groups=4, epochs=1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -35,6 +36,21 @@ class LogVarClamp(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "min_value": self.min_value, "max_value": self.max_value}
+
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+@contextmanager
+def compute_precision(precision: str):
+    """Layers built inside compute in `precision` ("fp32" or "bf16": Keras' mixed_bfloat16, whose weights stay
+    float32); the global dtype policy is put back on leaving."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
 
 
 def _norm(x, groups: int | None, name: str):

@@ -236,14 +236,20 @@ def train_vae(cfg: VAEConfig, data, run_dir: str | os.PathLike, resume: bool = F
                 bar.write(f"stopping: {cfg.max_train_minutes} minutes of training reached (--max-train-minutes)")
                 break
 
+    def score_float32() -> dict[str, float]:
+        """The final scores are those of the float32 models that are saved, whichever precision trained them."""
+        if trainer.precision == "fp32":
+            return evaluate(eval_fn, data)
+        return evaluate(tf.function(VAETrainer(cfg, *trainer.float32_models(), precision="fp32").eval_step), data)
+
     raw = None
     if cfg.ema:
         # Keras' AdamW kept the moving averages; copy them into the model before the final score and save. The raw
         # weights' score goes beside it, so that one run shows what the EMA is worth.
-        raw = evaluate(eval_fn, data)
+        raw = score_float32()
         trainer.optimizer.finalize_variable_values(trainer.trainable_variables)
     final = {"step": state["step"], "epochs_run": len(history), "train_seconds": round(state["train_seconds"], 2),
-             **evaluate(eval_fn, data), "ema": cfg.ema,
+             **score_float32(), "ema": cfg.ema, "precision": trainer.precision,
              "skipped_files": {"count": len(data.skipped), "files": dict(data.skipped)}}
     if raw is not None:
         final["raw_weights"] = raw

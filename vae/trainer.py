@@ -5,10 +5,27 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from runfs.hardware import cpu_native_bf16
 from vae.config import VAEConfig
 from vae.losses import gaussian_kl, reconstruction_loss
 from vae.metrics import psnr_ssim
-from vae.model import build_decoder, build_encoder
+from vae.model import build_decoder, build_encoder, compute_precision
+
+
+def resolve_precision(precision: str) -> tuple[str, str]:
+    """(`fp32` or `bf16`, why) for a VAEConfig.precision. `auto` is bf16 where it is native: on the first GPU when its
+    compute capability is 8 or more (Ampere+), on a CPU with AMX or AVX512-BF16 when there is no GPU (there oneDNN's
+    bf16 convolutions made the photos64 step 1.2-1.4x faster, docs/benchmarks.md); fp32 elsewhere."""
+    if precision != "auto":
+        return precision, "as asked"
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") or (0, 0)
+        native = tuple(capability) >= (8, 0)
+        return ("bf16" if native else "fp32"), f"GPU compute capability {capability[0]}.{capability[1]}"
+    if cpu_native_bf16():
+        return "bf16", "cpu (native bfloat16)"
+    return "fp32", "cpu without native bfloat16"
 
 
 def images_to_float(batch):
@@ -25,14 +42,20 @@ class VAETrainer(keras.Model):
     loss, recon (per pixel) and kl (per image); `distributed_step` is the same step on one replica's part of a
     global batch (vae.distribute). `eval_step(images)` returns per-image PSNR and SSIM of the
     reconstruction of the posterior mean.
+
+    Under bf16 (`cfg.precision`, resolved by `resolve_precision` unless `precision` is given) the models it builds
+    compute in bfloat16 with float32 weights; the loss and its terms are float32, and `float32_models()` gives the
+    float32 models that are saved.
     """
 
     def __init__(self, cfg: VAEConfig, encoder: keras.Model | None = None, decoder: keras.Model | None = None,
-                 **kwargs) -> None:
+                 precision: str | None = None, **kwargs) -> None:
         super().__init__(name="vae_trainer", **kwargs)
         self.cfg = cfg
-        self.encoder = encoder if encoder is not None else build_encoder(cfg)
-        self.decoder = decoder if decoder is not None else build_decoder(cfg)
+        self.precision = precision or resolve_precision(cfg.precision)[0]
+        with compute_precision(self.precision):
+            self.encoder = encoder if encoder is not None else build_encoder(cfg)
+            self.decoder = decoder if decoder is not None else build_decoder(cfg)
         self.noise_seed = keras.random.SeedGenerator(cfg.seed, name="posterior_noise")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.recon_tracker = keras.metrics.Mean(name="recon")
@@ -44,9 +67,20 @@ class VAETrainer(keras.Model):
         return [self.loss_tracker, self.recon_tracker, self.kl_tracker]
 
     def call(self, images, training: bool = False):
-        """Reconstruct from the posterior mean: images (N, H, W, C) in [-1, 1] -> same shape."""
+        """Reconstruct from the posterior mean: images (N, H, W, C) in [-1, 1] -> same shape, float32."""
         mean, _ = self.encoder(images, training=training)
-        return self.decoder(mean, training=training)
+        return tf.cast(self.decoder(mean, training=training), tf.float32)
+
+    def float32_models(self) -> tuple[keras.Model, keras.Model]:
+        """(encoder, decoder) computing in float32 with this trainer's weights: the models themselves under fp32,
+        fresh float32 copies under bf16 (what is saved, exported and loaded later is always float32)."""
+        if self.precision == "fp32":
+            return self.encoder, self.decoder
+        with compute_precision("fp32"):
+            encoder, decoder = build_encoder(self.cfg), build_decoder(self.cfg)
+        encoder.set_weights(self.encoder.get_weights())
+        decoder.set_weights(self.decoder.get_weights())
+        return encoder, decoder
 
     def make_optimizer(self) -> keras.optimizers.Optimizer:
         cfg = self.cfg
@@ -63,11 +97,11 @@ class VAETrainer(keras.Model):
         and each draws its rows of the global batch's posterior noise, so they draw what one device would."""
         local = tf.shape(images)[0]
         global_batch = local if global_batch is None else global_batch
-        mean, logvar = self.encoder(images, training=training)
+        mean, logvar = (tf.cast(t, tf.float32) for t in self.encoder(images, training=training))
         # Reparameterisation: z = mean + std * eps keeps the sample differentiable in mean and logvar.
         noise = keras.random.normal(tf.concat([[global_batch], tf.shape(mean)[1:]], 0), seed=self.noise_seed)
         latents = mean + tf.exp(0.5 * logvar) * noise[offset:offset + local]
-        recon = self.decoder(latents, training=training)
+        recon = tf.cast(self.decoder(latents, training=training), tf.float32)
         rec = reconstruction_loss(images, recon, self.cfg.recon_loss, self.cfg.ssim_weight)
         kl = gaussian_kl(mean, logvar)
         share = tf.cast(global_batch, tf.float32)

@@ -205,3 +205,28 @@ def test_shipped_rgb_run_samples_every_class_in_colour(tmp_path):
     images = npz["arr_0"].astype(int)
     assert npz["arr_1"].tolist() == list(range(22))  # one per class, in order
     assert images.std() > 10 and np.abs(images[..., 0] - images[..., 2]).mean() > 5  # pictures, in colour
+
+
+def test_pixel_samples_go_beside_the_latent_ones_not_over_them(tiny_pipeline_run, tmp_path):
+    """`--pixels` without --out writes RUN/pixel_samples: the latent model's RUN/samples stay as they were."""
+    import shutil
+
+    import torch
+
+    from diffusion.training import PixelData, TrainConfig
+    from diffusion.training.session import build_training
+    from tests.conftest import TINY_DIFFUSION, TINY_UNET
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline_run, run)
+    images = np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 1)).astype(np.float32)
+    torch.manual_seed(0)
+    build_training("diffusion", out_dir=run / "pixel_diffusion", data=PixelData.from_arrays(images, None, None),
+                   unet=TINY_UNET.replace(in_channels=1, attention_resolutions="4"), diffusion=TINY_DIFFUSION,
+                   device="cpu", progress=False, train=TrainConfig(batch_size=8, max_steps=1, cfg_dropout=0)).loop.run()
+    sample(run, "--num-samples", "4", "--timestep-respacing", "ddim5")
+    latent = np.load(run / "samples" / "samples_4x16x16x1.npz")["arr_0"]
+    sample(run, "--pixels", "--num-samples", "4", "--timestep-respacing", "ddim5")
+    assert np.load(run / "pixel_samples" / "samples_4x8x8x1.npz")["arr_0"].shape == (4, 8, 8, 1)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["grid.png", "info.json", "samples_4x16x16x1.npz"]
+    np.testing.assert_array_equal(np.load(run / "samples" / "samples_4x16x16x1.npz")["arr_0"], latent)

@@ -58,3 +58,11 @@ def test_flowers64_is_the_keras_ddim_examples_data_at_f4():
     cfg = preset("flowers64")
     assert (cfg.data, cfg.image_size, cfg.channels) == ("tfds:oxford_flowers102", 64, 3)
     assert cfg.image_size // 2 ** (len(cfg.channel_mult) - 1) == 16  # the keras-ddim-latent preset's latent size
+
+
+def test_rgb_presets_train_fast_and_fashion_mnist_keeps_its_measured_setup():
+    for name in ("photos64", "photos128", "photos256", "flowers64"):
+        cfg = preset(name)
+        assert (cfg.norm, cfg.jit_compile, cfg.precision) == ("encoder", False, "auto"), name
+    cfg = preset("fashion_mnist")  # bf16 measured no faster there (docs/benchmarks.md): fp32 with XLA
+    assert (cfg.norm, cfg.jit_compile, cfg.precision) == ("encoder", True, "fp32")

@@ -7,6 +7,7 @@ from diffusion import checkpoints, device
 from diffusion.config import DiffusionConfig, UNetConfig
 from diffusion.training import LatentData, TrainConfig, TrainingDiverged
 from diffusion.training.session import build_training
+from runfs import hardware
 
 TINY_UNET = UNetConfig(image_size=8, in_channels=4, num_channels=32, num_res_blocks=1, channel_mult="1,2",
                        attention_resolutions="4", class_cond=True, num_classes=3, null_class=True,
@@ -147,9 +148,9 @@ def test_auto_precision_is_bf16_only_on_hardware_that_has_it(monkeypatch, tmp_pa
     for flags, want in (("fpu avx2 avx512f amx_bf16 amx_tile", "bf16"), ("fpu avx2 avx512f avx512_bf16", "bf16"),
                         ("fpu avx2 avx512f avx512_vnni", "fp32"), ("fpu avx2", "fp32")):
         (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        monkeypatch.setattr(device, "CPUINFO", tmp_path / "cpuinfo")
+        monkeypatch.setattr(hardware, "CPUINFO", tmp_path / "cpuinfo")
         assert device.resolve_precision("auto", cpu) == want
-    monkeypatch.setattr(device, "CPUINFO", tmp_path / "missing")
+    monkeypatch.setattr(hardware, "CPUINFO", tmp_path / "missing")
     assert device.resolve_precision("auto", cpu) == "fp32"
 
 
