@@ -6,33 +6,16 @@ import pytest
 import tensorflow as tf
 
 from runfs import hardware
+from tests.vae.conftest import trained_on_one_batch
 from vae.checkpoint import save_checkpoint
 from vae.config import VAEConfig
 from vae.model import load_models
 from vae.trainer import VAETrainer, images_to_float, resolve_precision
 
 
-def make_trainer(cfg, precision):
-    keras.utils.set_random_seed(cfg.seed)
-    trainer = VAETrainer(cfg, precision=precision)
-    trainer.compile(optimizer=trainer.make_optimizer())
-    trainer.optimizer.build(trainer.trainable_variables)
-    return trainer
-
-
 @pytest.fixture(scope="module")
 def bf16_trained(tiny_cfg, blob_images):
-    trainer = make_trainer(tiny_cfg.replace(lr=3e-3), "bf16")
-    batch = blob_images[:16]
-
-    def loss_now():
-        return float(trainer.losses_of(images_to_float(batch), training=False)[0])
-
-    before = loss_now()
-    step = tf.function(trainer.train_step)
-    for _ in range(30):
-        step(batch)
-    return trainer, before, loss_now()
+    return trained_on_one_batch(tiny_cfg.replace(lr=3e-3), blob_images[:16], "bf16")
 
 
 def test_bf16_computes_in_bfloat16_keeps_float32_weights_and_restores_the_global_policy(bf16_trained):

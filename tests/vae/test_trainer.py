@@ -1,18 +1,8 @@
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from tests.vae.conftest import make_trainer, trained_on_one_batch
 from vae.checkpoint import restore_checkpoint, save_checkpoint
-from vae.trainer import VAETrainer
-
-
-def make_trainer(cfg):
-    keras.utils.set_random_seed(cfg.seed)
-    trainer = VAETrainer(cfg)
-    trainer.compile(optimizer=trainer.make_optimizer())
-    trainer.optimizer.build(trainer.trainable_variables)
-    return trainer
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +13,7 @@ def cfg(tiny_cfg):
 @pytest.fixture(scope="module")
 def trained(cfg, blob_images):
     """A tiny trainer after 30 compiled steps on one batch, with the loss before and after."""
-    trainer = make_trainer(cfg)
-    batch = blob_images[:16]
-
-    def loss_now():
-        loss, _, _ = trainer.losses_of(tf.cast(batch, tf.float32) / 127.5 - 1.0, training=False)
-        return float(loss)
-
-    before = loss_now()
-    step = tf.function(trainer.train_step)
-    for _ in range(30):
-        step(batch)
-    return trainer, before, loss_now()
+    return trained_on_one_batch(cfg, blob_images[:16])
 
 
 def test_a_few_steps_lower_the_loss(trained):
