@@ -19,7 +19,7 @@ def load_train_data(run: RunPaths, pixels: bool = False, source: str | None = No
         from vae.data import load_dataset, to_float
 
         source = run.data_source(source)
-        ds = load_dataset(source, image_size=image_size, channels=channels, limit=limit)
+        ds = load_dataset(source, image_size=image_size, channels=channels, limit=limit, run_dir=run.root)
         return PixelData.from_arrays(to_float(ds.train_images), ds.train_labels, ds.num_classes,
                                      meta={"data": source, "class_names": ds.class_names})
     data = LatentData.from_run(run.latents)

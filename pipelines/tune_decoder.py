@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     # The images the latents were encoded from (encode.py's defaults; tune_decoder checks that the counts agree).
     data = load_dataset(read_json(meta_path).get("data") or cfg.data, cfg.image_size, cfg.channels, limit=cfg.limit,
                         seed=cfg.seed, val_fraction=cfg.val_fraction, folder_labels=cfg.folder_labels,
-                        background=cfg.background)
+                        background=cfg.background, run_dir=run.root)
     try:
         info = tune_decoder(run.root, data, tcfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:

@@ -254,7 +254,7 @@ def make_scorer(args, decoder, device):
     from vae.data import load_dataset
 
     size, channels = decoder.image_size, decoder.channels
-    dataset = load_dataset(args.data, image_size=size, channels=channels)
+    dataset = load_dataset(args.data, image_size=size, channels=channels, run_dir=args.run)
     reference = subset(dataset.images("val"), args.num_real, args.seed)
     return Scorer(dataset, reference, args.feature, args.cache_dir, device, progress=not args.no_progress)
 

@@ -127,7 +127,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                          f"{generated.shape[3]} but the real images are {size}x{size}x{channels}: they cannot be "
                          "compared; pass the run the samples came from, or --image-size/--channels")
     config.data = RunPaths(config.run).data_source(config.data) if config.run else config.data or "fashion_mnist"
-    dataset = load_dataset(config.data, image_size=size, channels=channels)
+    dataset = load_dataset(config.data, image_size=size, channels=channels, run_dir=config.run)
     device = pick_device(config.device)
     reference = subset(dataset.images("val" if config.reference == "test" else "train"), config.num_real,
                        config.seed)

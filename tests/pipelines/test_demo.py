@@ -95,10 +95,10 @@ def test_the_openclipart_recipe_passes_its_flags_to_every_stage(tmp_path, monkey
     assert demo.main(["--train", "--run", str(tmp_path), "--data", "openclipart"]) == 0
     recipe = demo.RECIPES["openclipart"]
     vae = seen["vae"]
-    assert vae[vae.index("--data") + 1] == "openclipart" and vae[vae.index("--z-channels") + 1] == "8"
+    assert vae[vae.index("--data") + 1] == "openclipart" and vae[vae.index("--preset") + 1] == "photos64"
     assert float(vae[vae.index("--max-train-minutes") + 1]) == recipe.vae_minutes
     for stage in ("diffusion", "guide"):
-        assert seen[stage][seen[stage].index("--preset") + 1] == "fmnist-latent"
+        assert seen[stage][seen[stage].index("--preset") + 1] == "rgb-latent"
     assert "--guide" in seen["guide"] and "--guide" not in seen["diffusion"]
     assert seen["sample"][seen["sample"].index("--num-samples") + 1] == str(5 * recipe.classes)  # 5 per class
 

@@ -126,6 +126,22 @@ def test_the_cache_is_a_memory_map_with_the_streams_images(folder, tmp_path):
     assert len(list((run / "data").glob("*.cache"))) == 2  # another background: another cache
 
 
+def test_load_dataset_opens_a_runs_matching_cache_instead_of_decoding_again(folder, tmp_path):
+    run = tmp_path / "run"
+    decoded = load_dataset(str(folder), SIZE, 3)  # no run: decoded into memory
+    assert not isinstance(decoded.train_images, np.memmap)
+    open_dataset(str(folder), SIZE, 3, run_dir=run, cache="on")  # what stage 1 leaves in RUN/data
+    reused = load_dataset(str(folder), SIZE, 3, run_dir=run)
+    assert isinstance(reused.train_images, np.memmap) and "memory-mapped from the cache" in reused.describe()
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(reused.images(split), decoded.images(split))
+        np.testing.assert_array_equal(reused.labels(split), decoded.labels(split))
+    # other settings than the cache was made with: decoded as before, the cache left as it is
+    other = load_dataset(str(folder), SIZE, 3, run_dir=run, background="black")
+    assert not isinstance(other.train_images, np.memmap)
+    assert len(list((run / "data").glob("*.cache"))) == 1
+
+
 def test_unreadable_files_are_left_out_of_the_cache_and_listed(tmp_path, folder):
     for path in sorted(folder.rglob("*.png"))[:6]:
         (tmp_path / "images").mkdir(exist_ok=True)

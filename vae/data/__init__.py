@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vae.data.cache import cache_decision, cached
+from vae.data.cache import cache_decision, cached, open_current_cache
 from vae.data.dataset import Dataset, epoch_order, to_float
 from vae.data.fashion_mnist import load_fashion_mnist
 from vae.data.images import parse_background
@@ -51,7 +51,7 @@ def _stream(source: str, image_size: int, channels: int, limit: int | None, seed
 
 def load_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: int = 1, limit: int | None = None,
                  seed: int = 0, val_fraction: float | None = None, folder_labels: str = "auto",
-                 background: str = "white") -> Dataset:
+                 background: str = "white", run_dir: str | os.PathLike | None = None) -> Dataset:
     """Load `source` as uint8 (N, image_size, image_size, channels) train/val images with labels if it has them.
 
     source: "fashion_mnist" (official 60k/10k split; $FASHION_MNIST_DIR overrides the IDX folder), "openclipart"
@@ -59,12 +59,22 @@ def load_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: 
     (every official split re-split by the slicing API, val_fraction default 0.2), or a folder path (recursive
     JPEG/PNG/WebP, val_fraction default 0.1, split by `seed`; labels from sub-folders or "prefix_" filenames, see
     `folder_labels`). `limit` keeps the first N images; transparent pixels are composited onto `background`.
+    run_dir: a run folder; when its data/ holds stage 1's cache of this source made with these same settings, that
+    cache is opened (memory-mapped, the same split) instead of decoding every image again.
     """
     _check(limit, val_fraction)
     if source == "fashion_mnist":
         return load_fashion_mnist(image_size, channels, limit, val_fraction)
-    return materialize(_stream(source, image_size, channels, limit, seed, val_fraction, folder_labels,
-                               parse_background(background), None, False))
+    data_dir = Path(run_dir) / "data" if run_dir is not None and (Path(run_dir) / "data").is_dir() else None
+    background_rgb = parse_background(background)
+    stream = _stream(source, image_size, channels, limit, seed, val_fraction, folder_labels, background_rgb,
+                     data_dir, False)
+    if data_dir is not None:
+        folder, made_from = _cache_place(stream, data_dir, background_rgb)
+        found = open_current_cache(folder, made_from)
+        if found is not None:
+            return found
+    return materialize(stream)
 
 
 def open_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: int = 1, *, limit: int | None = None,
@@ -93,9 +103,14 @@ def open_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: 
     if not use_cache:
         stream.cache_note = why
         return stream
+    data = cached(stream, *_cache_place(stream, data_dir, background_rgb), progress)
+    data.origin += f" ({why})"
+    return data
+
+
+def _cache_place(stream, data_dir: Path, background_rgb: tuple[int, int, int]) -> tuple[Path, dict]:
+    """(the cache folder of `stream` in RUN/data, what it is made from: the key it is checked against)."""
     made_from = {**stream.made_from, "image_shape": list(stream.image_shape), "background": list(background_rgb)}
     shape = "x".join(map(str, stream.image_shape))
     name = f"{stream.cache_stem}-{shape}-{''.join(f'{v:02x}' for v in background_rgb)}.cache"
-    data = cached(stream, data_dir / name, made_from, progress)
-    data.origin += f" ({why})"
-    return data
+    return data_dir / name, made_from

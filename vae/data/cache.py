@@ -71,12 +71,20 @@ def open_cache(folder: Path) -> Dataset:
                    meta["class_names"], dict(meta["skipped"]), origin=f"memory-mapped from the cache {folder}")
 
 
+def open_current_cache(folder: Path, made_from: dict) -> Dataset | None:
+    """The cache in `folder` when it was made from `made_from`; None when there is none or it is stale."""
+    meta_path = folder / "meta.json"
+    if meta_path.is_file() and read_json(meta_path).get("key") == cache_key(made_from):
+        return open_cache(folder)
+    return None
+
+
 def cached(stream, folder: Path, made_from: dict, progress: bool = True) -> Dataset:
     """The cache of `stream` in `folder`: opened when it was made from `made_from`, else (re)built first."""
+    found = open_current_cache(folder, made_from)
+    if found is not None:
+        return found
     key = cache_key(made_from)
-    meta_path = folder / "meta.json"
-    if meta_path.is_file() and read_json(meta_path).get("key") == key:
-        return open_cache(folder)
     with atomic_dir(folder) as tmp:
         counts = {split: _write_split(stream, split, tmp, progress) for split in ("train", "val")}
         if min(counts.values()) == 0:
