@@ -129,3 +129,5 @@ def test_batches_cover_each_image_once_per_epoch_and_resume_mid_epoch(fmnist_dir
                                              drop_remainder=True)]
     np.testing.assert_array_equal(np.concatenate(later), np.concatenate(batches[1:]))
     assert to_float(np.array([0, 255], np.uint8)).tolist() == [-1.0, 1.0]
+    # no autotuning thread behind the training batches (its 60-second wake-ups are suspected of stalling epochs)
+    assert data.batches("train", 8).options().autotune.enabled is False

@@ -16,6 +16,7 @@ from runfs.arrays import RowReader
 from runfs.images import to_float  # noqa: F401  (vae.data.to_float: the one conversion, re-exported)
 
 NO_LABEL = -1  # the label that unlabelled sources put beside each image in `batches(..., with_labels=True)`
+PREFETCH_BATCHES = 2  # batches gathered ahead of the training step (a gather is far shorter than a step)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -101,7 +102,10 @@ class Dataset:
         """A tf.data pipeline of uint8 image batches (B, H, W, C), with `with_labels` (images, int64 labels (B,)).
 
         Shuffling permutes indices only (`batch_positions`); batches are gathered from the array by index and
-        prefetched. `start_batch` skips batches already seen (mid-epoch resume).
+        prefetched. `start_batch` skips batches already seen (mid-epoch resume). tf.data's autotuning is off: a
+        gather takes well under a millisecond, so there is nothing to tune, and its optimisation thread (woken
+        10 ms, 20 ms, ... up to every 60 s after the pipeline starts) is the suspect for epochs that ended exactly
+        on its wake times, 141.9 and 201.9 s (docs/benchmarks.md, "Stage-1 throughput at 64x64 RGB").
         """
         import tensorflow as tf
 
@@ -120,4 +124,6 @@ class Dataset:
         ds = ds.map(lambda x, y: (tf.ensure_shape(x, (None, *images.shape[1:])), tf.ensure_shape(y, (None,))))
         if not with_labels:
             ds = ds.map(lambda x, y: x)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return ds.prefetch(PREFETCH_BATCHES).with_options(options)
