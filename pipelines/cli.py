@@ -42,6 +42,7 @@ non_negative_float = number(float, 0, name="non_negative_float")
 probability = number(float, 0, 1, name="probability")
 positive_int = number(int, 1, name="positive_int")
 non_negative_int = number(int, 0, name="non_negative_int")
+at_least_two = number(int, 2, name="at_least_two")  # sample counts that FID/KID statistics need
 
 
 def _comma_ints(text: str, low: int, example: str) -> list[int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffusion.config import DEFAULT_GUIDANCE_SCALE, DEFAULT_GUIDANCE_SCALE_WITH_GUIDE
-from pipelines.cli import make_parser
+from pipelines.cli import finite_float, make_parser
 from runfs import RunPaths, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", default=None,
                         help="the shipped run to sample from (default: pretrained/fmnist, or pretrained/openclipart64 "
                              "with --data openclipart)")
-    parser.add_argument("--guidance-scale", type=float, default=None,
+    parser.add_argument("--guidance-scale", type=finite_float, default=None,
                         help="classifier-free guidance scale (default: sample.py's: the run's guidance.json when "
                              "pipelines/tune_guidance.py wrote one, else "
                              f"{DEFAULT_GUIDANCE_SCALE_WITH_GUIDE} with the run's autoguidance model, "

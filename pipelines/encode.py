@@ -22,7 +22,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import add_data_access_args, make_parser, positive_int, run_main
+from pipelines.cli import add_data_access_args, make_parser, non_negative_int, positive_int, run_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,10 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="encode only the first N images (default: the training run's limit)")
     p.add_argument("--all", action="store_true", help="ignore the training run's --limit and encode everything")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per encoder call")
-    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples behind the scale factor")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the posterior samples behind the scale factor")
     p.add_argument("--latent-norm", choices=["global", "channel"], default="global",
                    help="global: one scale factor for all latents; channel: per-channel mean and std")
-    p.add_argument("--chunk-size", type=int, default=4096, help="images per resumable chunk")
+    p.add_argument("--chunk-size", type=positive_int, default=4096, help="images per resumable chunk")
     add_data_access_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)

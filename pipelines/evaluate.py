@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--channels", type=positive_int, default=None, help="real image channels (default: the run's)")
     p.add_argument("--cache-dir", default="runs/.cache", help="where the evaluation classifier is cached")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0, help="which real images are drawn when --num-real is smaller")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="which real images are drawn when --num-real is smaller")
     p.add_argument("--out", default=None, help="output folder (default: DIR/eval)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p = make_parser(__doc__)
     p.add_argument("--stages", default="vae,encode,export,diffusion,sample", help="comma list, in pipeline order")
     p.add_argument("--kills", type=non_negative_int, default=3, help="SIGKILLs per stage before the final rerun")
-    p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the kill moments")
     p.add_argument("--work", default="runs/fault_injection", help="scratch folder (replaced)")
     p.add_argument("--start", default=None, help="run folder to start from (default: empty; needed when the first "
                                                  "stage is not vae)")

@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--classifier-scale", type=finite_float, default=0.0,
                    help="classifier guidance with the classifier in DIR/classifier (0: off)")
     p.add_argument("--ema", default="auto", help="EMA rate to load, 'auto' (the first one) or 'none' (raw)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (the U-Net and the decoder)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the U-Net (and the guide) in torch, or export each to ONNX once (cached beside its "

@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB")
     add("--limit", type=positive_int, help="use only the first N images")
     add("--val-fraction", type=number(float, 0, 1, low_open=True), help="validation share (default: the source's own)")
-    add("--seed", type=int, help="seed of the split, shuffling and initialisation")
+    add("--seed", type=non_negative_int, help="seed of the split, shuffling and initialisation")
     add("--base-channels", type=positive_int, help="width of the first level")
     add("--channel-mult", type=int_list,
         help="width multipliers per level, e.g. 1,2,2 (downsampling f = 2^(levels-1))")

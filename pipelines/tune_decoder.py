@@ -20,7 +20,7 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.cli import make_parser, non_negative_float, positive_float, positive_int, run_main
+from pipelines.cli import make_parser, non_negative_float, non_negative_int, positive_float, positive_int, run_main
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(0.05-0.1 helped some models' samples and hurt others': docs/vae.md)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="initial learning rate of the cosine decay to 0")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: the VAE's")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/vae/decoder/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)

@@ -28,7 +28,7 @@ import numpy as np
 
 from diffusion.sampling import DEFAULT_RESPACING
 from diffusion.tuned_guidance import GUIDANCE_FILE
-from pipelines.cli import make_parser
+from pipelines.cli import at_least_two, make_parser, non_negative_int, positive_int, probability
 from pipelines.evaluation.features import KINDS
 from runfs import RunPaths, write_json
 
@@ -75,29 +75,29 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--guide", default="auto", metavar="CHECKPOINT",
                    help="the autoguidance model, as sample.py: 'auto' (DIR/guide when there is one), 'none' or a "
                         "checkpoint")
-    p.add_argument("--num-samples", type=int, default=1000,
+    p.add_argument("--num-samples", type=at_least_two, default=1000,
                    help="samples per point (1,000: ~1 minute per point on a 2-core CPU for the Fashion-MNIST "
                         "model; FID differences under ~5%% are within the noise at this size)")
-    p.add_argument("--extend", type=int, default=1, metavar="N",
+    p.add_argument("--extend", type=non_negative_int, default=1, metavar="N",
                    help="while the best point is on the grid's edge, add one more scale past it (at most N times; "
                         "0: never); the natural lower edge 1 (no guidance of that kind) is not passed")
-    p.add_argument("--confirm", type=int, default=0, metavar="K",
+    p.add_argument("--confirm", type=non_negative_int, default=0, metavar="K",
                    help="then sample the K best points again with --confirm-samples each and choose among those "
                         "(0: off): 1,000-sample FIDs of neighbouring points are often within their noise")
-    p.add_argument("--confirm-samples", type=int, default=5000, help="samples per point when confirming")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--confirm-samples", type=at_least_two, default=5000, help="samples per point when confirming")
+    p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--sampler", default="dpmpp", choices=sorted(DEFAULT_RESPACING))
     p.add_argument("--timestep-respacing", default=None, help="as sample.py (default: the sampler's)")
-    p.add_argument("--max-accuracy-gap", type=float, default=0.05,
+    p.add_argument("--max-accuracy-gap", type=probability, default=0.05,
                    help="only points whose class accuracy is within this of real images' may win (conditional "
                         "models; the issue's goal: 5 points)")
     p.add_argument("--data", default=None, help="real images, as evaluate.py (default: the images the run's VAE "
                                                 "was trained on, else fashion_mnist)")
-    p.add_argument("--num-real", type=int, default=10000, help="real test images to compare with")
+    p.add_argument("--num-real", type=at_least_two, default=10000, help="real test images to compare with")
     p.add_argument("--feature", default="auto", choices=KINDS,
                    help="feature network, as evaluate.py")
     p.add_argument("--cache-dir", default="runs/.cache", help="where the evaluation classifier is cached")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="run the U-Net and the guide in torch or onnxruntime, as sample.py (the same images within "

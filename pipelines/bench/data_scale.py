@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipelines.cli import positive_int
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
 
@@ -151,8 +153,8 @@ def rate_table(rates: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="2000,50000", help="image counts to compare (comma list, ascending)")
-    p.add_argument("--vae-steps", type=int, default=100, help="train_vae.py --max-steps")
-    p.add_argument("--diffusion-steps", type=int, default=50, help="train_diffusion.py --max-steps")
+    p.add_argument("--vae-steps", type=positive_int, default=100, help="train_vae.py --max-steps")
+    p.add_argument("--diffusion-steps", type=positive_int, default=50, help="train_diffusion.py --max-steps")
     p.add_argument("--workdir", default="/tmp/data_scale", help="where images, runs and logs go")
     p.add_argument("--skip-peaks", action="store_true", help="only the throughput comparison")
     p.add_argument("--skip-throughput", action="store_true", help="only the peak-memory comparison")

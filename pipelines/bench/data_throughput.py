@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from pipelines.cli import positive_int
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -67,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", required=True, help="fashion_mnist or a folder: the in-memory path's data")
     p.add_argument("--folder", required=True, help="the same images as files: the streaming path's data")
     p.add_argument("--preset", required=True, help="VAE preset (image size, channels, batch)")
-    p.add_argument("--steps", type=int, default=20, help="training steps per timing")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of timings")
-    p.add_argument("--pipeline-batches", type=int, default=200, help="batches per pipeline-only timing")
+    p.add_argument("--steps", type=positive_int, default=20, help="training steps per timing")
+    p.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds of timings")
+    p.add_argument("--pipeline-batches", type=positive_int, default=200, help="batches per pipeline-only timing")
     args = p.parse_args(argv)
     from vae.config import preset
     from vae.data import load_dataset, open_dataset

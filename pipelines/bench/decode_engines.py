@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.bench.timing import median_seconds
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--run", type=Path, default=Path("runs/demo"), help="run folder with a trained VAE (if present)")
     p.add_argument("--preset", default="fashion_mnist", help="vae/ preset to build when the run has no VAE")
-    p.add_argument("--batch", type=int, default=64, help="batch size of both engines")
-    p.add_argument("--batches", type=int, default=8, help="batches per timed repeat")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats (the median is reported)")
+    p.add_argument("--batch", type=positive_int, default=64, help="batch size of both engines")
+    p.add_argument("--batches", type=positive_int, default=8, help="batches per timed repeat")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (the median is reported)")
     p.add_argument("--profile", action="store_true", help="also time plain sessions: threads, spinning, optimisation")
     return p.parse_args(argv)
 

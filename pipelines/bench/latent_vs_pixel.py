@@ -29,7 +29,7 @@ from pipelines.bench.cases import BenchConfig
 from pipelines.bench.reference_models import MODELS
 from pipelines.bench.report import markdown, write_report
 from pipelines.bench.runner import run_benchmark
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, non_negative_int, positive_float, positive_int
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
           "gb": 2**30, "t": 2**40, "tib": 2**40}
@@ -67,23 +67,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", type=int_list, default=None,
                    help="output resolutions in pixels (default 32,64,128; with --estimate 64,128,256,512)")
     p.add_argument("--factors", type=int_list, default=(4, 8), help="VAE downsampling factors of the latent cases")
-    p.add_argument("--channels", type=int, default=0, help="image channels (0: 1 for fmnist presets, else 3)")
-    p.add_argument("--z-channels", type=int, default=4, help="latent channels")
-    p.add_argument("--batch-size", type=int, default=8, help="training batch")
-    p.add_argument("--sample-batch", type=int, default=8, help="sampling batch")
-    p.add_argument("--steps", type=int, default=10, help="DDIM steps of the end-to-end sampling measurement")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls (the median is reported)")
+    p.add_argument("--channels", type=non_negative_int, default=0,
+                   help="image channels (0: 1 for fmnist presets, else 3)")
+    p.add_argument("--z-channels", type=positive_int, default=4, help="latent channels")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="training batch")
+    p.add_argument("--sample-batch", type=positive_int, default=8, help="sampling batch")
+    p.add_argument("--steps", type=positive_int, default=10, help="DDIM steps of the end-to-end sampling measurement")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed calls before timing")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed calls (the median is reported)")
     p.add_argument("--budget", type=budget_list, default=(16.0,),
                    help="memory budget(s) of the max-batch search, e.g. 16GiB,24GiB,80GiB (measuring: the first)")
     p.add_argument("--precisions", default="fp32,bf16", help="--estimate: fp32 and/or bf16 (autocast)")
-    p.add_argument("--ema-copies", type=int, default=1, help="--estimate: EMA copies held during training")
-    p.add_argument("--max-batch-cap", type=int, default=8192, help="largest batch the max-batch search tries")
+    p.add_argument("--ema-copies", type=non_negative_int, default=1, help="--estimate: EMA copies held during training")
+    p.add_argument("--max-batch-cap", type=positive_int, default=8192, help="largest batch the max-batch search tries")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto = cuda when available")
     p.add_argument("--search", default="auto", choices=["auto", "real", "fit"],
                    help="max batch: real = try batches until OOM (GPU), fit = linear memory fit (CPU); auto by device")
     p.add_argument("--vae-preset", default="fashion_mnist", help="vae/ preset of the fresh decoders (without --run)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per measurement subprocess")
+    p.add_argument("--timeout", type=positive_float, default=900, help="seconds per measurement subprocess")
     p.add_argument("--inject-oom-batch", type=int, default=0, help=argparse.SUPPRESS)  # testing hook
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)

@@ -19,7 +19,7 @@ from diffusion.config import PRESETS
 from diffusion.training import TRAIN_PRESETS, LatentData, TrainConfig
 from diffusion.training.logger import LossAccumulator
 from diffusion.training.session import build_training
-from pipelines.cli import make_parser
+from pipelines.cli import make_parser, non_negative_int, positive_int
 
 
 def synthetic_latents(unet, n: int = 1024) -> LatentData:
@@ -64,12 +64,12 @@ def step_times(preset: str, precision: str, batch: int, steps: int, warmup: int,
 def main() -> None:
     parser = make_parser(__doc__)
     parser.add_argument("--preset", default="fmnist-latent", choices=sorted(PRESETS))
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per precision")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--steps", type=positive_int, default=20, help="timed steps per precision")
+    parser.add_argument("--warmup", type=non_negative_int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--size", type=int, default=None,
+    parser.add_argument("--size", type=positive_int, default=None,
                         help="latents of SIZExSIZE instead of the preset's (the U-Net fitted as training fits it)")
     args = parser.parse_args()
     cpu = platform.processor() or platform.machine()

@@ -115,3 +115,27 @@ def test_json_written_by_the_project_is_valid_json(tmp_path):
     text = (tmp_path / "x.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in the JSON"))  # strict JSON
     assert read_json(tmp_path / "x.json") == {"nan": None, "inf": [1.0, None], "nested": {"m": None}}
+
+
+@pytest.mark.parametrize(("module", "argv", "message"), [
+    ("pipelines.tune_guidance", ["--max-accuracy-gap", "nan"], "argument --max-accuracy-gap: 'nan' is not a number"),
+    ("pipelines.tune_guidance", ["--num-samples", "1"], "argument --num-samples: 1 is out of range: need >= 2"),
+    ("pipelines.tune_guidance", ["--confirm", "-1"], "argument --confirm: -1 is out of range: need >= 0"),
+    ("pipelines.tune_guidance", ["--seed", "-1"], "argument --seed: -1 is out of range: need >= 0"),
+    ("pipelines.encode", ["--chunk-size", "0"], "argument --chunk-size: 0 is out of range: need >= 1"),
+    ("pipelines.evaluate", ["--seed", "-2"], "argument --seed: -2 is out of range: need >= 0"),
+])
+def test_the_other_scripts_refuse_bad_numbers_when_parsing(module, argv, message, capsys):
+    import importlib
+
+    parse_args = importlib.import_module(module).parse_args
+    assert message in parse_error(parse_args, ["--run", "r", *argv], capsys)
+
+
+def test_demo_refuses_a_nan_guidance_scale(capsys):
+    from pipelines.demo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--guidance-scale", "nan"])
+    assert exit_info.value.code == 2
+    assert "argument --guidance-scale: 'nan' is not a number (NaN)" in capsys.readouterr().err
