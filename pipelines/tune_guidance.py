@@ -174,14 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = RunPaths(args.run)
     args.data = run.data_source(args.data)  # the run's own real images unless --data names others
-    try:
-        if args.extend < 0:
-            raise ValueError(f"--extend must be >= 0 (times to extend the grid), got {args.extend}")
-        if min(args.num_samples, args.confirm_samples) < 2:
-            raise ValueError("--num-samples and --confirm-samples must be at least 2 (FID needs a covariance), got "
-                             f"{args.num_samples} and {args.confirm_samples}")
-        if args.confirm < 0:
-            raise ValueError(f"--confirm must be >= 0 (points to re-sample), got {args.confirm}")
+    try:  # --extend, --confirm and the sample counts are checked when parsed (pipelines.cli number types)
         pipe = LatentDiffusion.from_run(run.root, device=args.device, backend=args.backend,
                                         checkpoint=args.checkpoint, guide=args.guide)
         loaded, guide, unet = pipe.model, pipe.guide, pipe.model.unet

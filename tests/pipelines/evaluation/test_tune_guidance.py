@@ -144,10 +144,10 @@ def test_user_errors_are_explained(tiny_pipeline_run, banded_folder, tmp_path, c
     assert "--guide-scales needs a guide model" in capsys.readouterr().err
     assert tune([*flags, "--guidance-scales", "2"]) == 2
     assert "nothing to tune" in capsys.readouterr().err
-    assert tune([*flags, "--num-samples", "1"]) == 2
-    assert "--num-samples and --confirm-samples must be at least 2" in capsys.readouterr().err
-    assert tune([*flags, "--confirm", "-1"]) == 2
-    assert "--confirm must be >= 0" in capsys.readouterr().err
-    assert tune([*flags, "--extend", "-1"]) == 2
-    assert "--extend must be >= 0" in capsys.readouterr().err
+    for flag, value, need in (("--num-samples", "1", ">= 2"), ("--confirm-samples", "1", ">= 2"),
+                              ("--confirm", "-1", ">= 0"), ("--extend", "-1", ">= 0")):
+        with pytest.raises(SystemExit) as exit_info:  # refused when parsed, before any model is loaded
+            tune([*flags, flag, value])
+        assert exit_info.value.code == 2
+        assert f"argument {flag}: {value} is out of range: need {need}" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists() and not (tiny_pipeline_run / "guidance.json").exists()
