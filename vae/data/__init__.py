@@ -69,12 +69,8 @@ def load_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: 
     background_rgb = parse_background(background)
     stream = _stream(source, image_size, channels, limit, seed, val_fraction, folder_labels, background_rgb,
                      data_dir, False)
-    if data_dir is not None:
-        folder, made_from = _cache_place(stream, data_dir, background_rgb)
-        found = open_current_cache(folder, made_from)
-        if found is not None:
-            return found
-    return materialize(stream)
+    found = open_current_cache(*_cache_place(stream, data_dir, background_rgb)) if data_dir is not None else None
+    return found if found is not None else materialize(stream)
 
 
 def open_dataset(source: str = "fashion_mnist", image_size: int = 32, channels: int = 1, *, limit: int | None = None,
